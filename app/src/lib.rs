@@ -1,0 +1,64 @@
+//! mailpulse's user interface. Compiled twice: with `ssr` into the server
+//! (which renders every page with current numbers) and with `hydrate` into
+//! the wasm bundle that takes the page over in the browser and keeps it live
+//! over the websocket. The wire contract both sides share is [`protocol`].
+
+pub mod live;
+pub mod pages;
+pub mod protocol;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    SsrMode, StaticSegment,
+};
+
+/// The HTML document around the app; only the server renders it.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <HydrationScripts options/>
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The root component: routes and the live link every page shares.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    live::provide_live();
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/mailpulse.css"/>
+        <Title text="mailpulse"/>
+        <Router>
+            <pages::Header/>
+            <main>
+                // Async: every number is in the HTML before any script runs.
+                <Routes fallback=|| view! { <pages::NotFound/> }>
+                    <Route path=StaticSegment("") view=pages::Overview ssr=SsrMode::Async/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// Entry point of the wasm bundle.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

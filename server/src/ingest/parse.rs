@@ -1,0 +1,661 @@
+//! Tolerant parsing of Optimizely webhook bodies into [`Event`]s.
+//!
+//! Optimizely documents its payload only in part (see
+//! `docs/ingest.md`), so this module accepts every plausible shape instead of
+//! guessing one: an array or a single object, IDs as numbers or strings,
+//! field names in camelCase or snake_case, any casing of `type`, several
+//! names and formats for the event time. An item that cannot be understood
+//! at all (not an object, no type) becomes a [`Quarantined`] item with the
+//! reason; it is stored, never dropped. Pure functions, no I/O: time is
+//! passed in.
+
+use mailpulse_app::protocol::EventType;
+use serde_json::{Map, Value};
+
+/// Earliest event time accepted from a payload (2000-01-01T00:00:00Z, ms).
+/// Anything earlier is a unit mistake or garbage, not a real event.
+const MIN_EVENT_TIME_MS: i64 = 946_684_800_000;
+/// How far in the future a payload time may lie (clock skew at the sender).
+const MAX_FUTURE_SKEW_MS: i64 = 24 * 3600 * 1000;
+/// Field names, normalised (lowercase, no `_`/`-`), that may hold the time.
+const TIME_FIELDS: [&str; 8] = [
+    "timestamp",
+    "eventtime",
+    "eventtimestamp",
+    "created",
+    "createdat",
+    "date",
+    "time",
+    "occurredat",
+];
+
+/// Where an event's time came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeSource {
+    /// A time field of the payload.
+    Payload,
+    /// The payload had no time: event time = received at.
+    Received,
+    /// The payload had a time field we could not read, or an absurd one:
+    /// event time = received at, and the raw value is still in the raw JSON.
+    ReceivedInvalid,
+}
+
+impl TimeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeSource::Payload => "payload",
+            TimeSource::Received => "received",
+            TimeSource::ReceivedInvalid => "received_invalid",
+        }
+    }
+}
+
+/// Bounce category, from whatever field carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BounceCategory {
+    Hard,
+    Soft,
+    Unknown,
+}
+
+impl BounceCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BounceCategory::Hard => "hard",
+            BounceCategory::Soft => "soft",
+            BounceCategory::Unknown => "unknown",
+        }
+    }
+
+    pub fn from_str_lossy(s: &str) -> BounceCategory {
+        let l = s.to_ascii_lowercase();
+        if l.contains("hard") {
+            BounceCategory::Hard
+        } else if l.contains("soft") {
+            BounceCategory::Soft
+        } else {
+            BounceCategory::Unknown
+        }
+    }
+}
+
+/// One understood webhook event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub event_type: EventType,
+    /// The `type` as sent, lowercased (keeps unknown types distinguishable).
+    pub type_raw: String,
+    pub client_id: Option<String>,
+    pub mailing_id: Option<String>,
+    /// Optimizely's recipient list (`userListId`).
+    pub recipient_list_id: Option<String>,
+    pub recipient_id: Option<String>,
+    /// Event time, ms since the Unix epoch.
+    pub event_time: i64,
+    pub time_source: TimeSource,
+    /// When our server got it, ms since the Unix epoch.
+    pub received_at: i64,
+    /// The media type of the address (`EMAIL`, `SMS`, …).
+    pub media_type: Option<String>,
+    pub address: Option<String>,
+    /// Lowercased receiving mail domain, for e-mail addresses only.
+    pub domain: Option<String>,
+    pub link: Option<String>,
+    pub bounce_category: Option<BounceCategory>,
+    pub bounce_reason: Option<String>,
+    /// A transactional mail's `mailId`, where the payload carries one.
+    pub mail_id: Option<String>,
+    /// The item exactly as received (re-serialised), every unknown field kept.
+    pub raw: String,
+}
+
+impl Event {
+    /// Who this event is about, for unique openers/clickers and dispatch
+    /// matching: the recipient id, else the address.
+    pub fn recipient_key(&self) -> Option<&str> {
+        self.recipient_id.as_deref().or(self.address.as_deref())
+    }
+}
+
+/// An item of a batch that could not be understood.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quarantined {
+    pub reason: String,
+    pub raw: String,
+    pub received_at: i64,
+}
+
+/// The parsed items of one body, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParsedBatch {
+    pub events: Vec<Event>,
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// Why a whole body was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("body is not valid JSON: {0}")]
+    Json(String),
+    #[error("body holds no event: {0}")]
+    Empty(&'static str),
+    #[error("body must be a JSON array of events or a single event object, not {0}")]
+    Shape(&'static str),
+}
+
+/// Parses a whole request body received at `received_at` (ms).
+pub fn parse_body(body: &[u8], received_at: i64) -> Result<ParsedBatch, BodyError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?;
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Object(mut obj) => {
+            if find(&obj, &["type"]).is_some() {
+                vec![Value::Object(obj)]
+            } else if let Some(list) = take_wrapped_list(&mut obj) {
+                list
+            } else {
+                vec![Value::Object(obj)]
+            }
+        }
+        other => return Err(BodyError::Shape(json_kind(&other))),
+    };
+    if items.is_empty() {
+        return Err(BodyError::Empty("the array is empty"));
+    }
+    let mut batch = ParsedBatch::default();
+    for item in items {
+        match parse_item(item, received_at) {
+            Ok(e) => batch.events.push(e),
+            Err(q) => batch.quarantined.push(q),
+        }
+    }
+    Ok(batch)
+}
+
+/// `{"events": [...]}` and the like: a lone array under a list-ish key.
+fn take_wrapped_list(obj: &mut Map<String, Value>) -> Option<Vec<Value>> {
+    if obj.len() != 1 {
+        return None;
+    }
+    let key = obj.keys().next()?.clone();
+    if !matches!(
+        normalise(&key).as_str(),
+        "events" | "data" | "items" | "records"
+    ) {
+        return None;
+    }
+    match obj.remove(&key)? {
+        Value::Array(a) => Some(a),
+        other => {
+            obj.insert(key, other);
+            None
+        }
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Lowercase, without `_` and `-`: `mailing_id`, `mailingId` and
+/// `MailingID` all become `mailingid`.
+fn normalise(key: &str) -> String {
+    key.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The first field whose normalised name is one of `names`.
+fn find<'a>(obj: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+    names.iter().find_map(|want| {
+        obj.iter()
+            .find(|(k, v)| !v.is_null() && normalise(k) == *want)
+            .map(|(_, v)| v)
+    })
+}
+
+/// An ID given as a string or a number; blank strings count as absent.
+fn id_field(obj: &Map<String, Value>, names: &[&str]) -> Option<String> {
+    match find(obj, names)? {
+        Value::String(s) => {
+            let t = s.trim();
+            (!t.is_empty()).then(|| t.to_string())
+        }
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn text_field(obj: &Map<String, Value>, names: &[&str]) -> Option<String> {
+    id_field(obj, names)
+}
+
+fn parse_item(item: Value, received_at: i64) -> Result<Event, Quarantined> {
+    let quarantine = |reason: String, item: &Value| Quarantined {
+        reason,
+        raw: item.to_string(),
+        received_at,
+    };
+    let Value::Object(obj) = &item else {
+        return Err(quarantine(
+            format!("item is {}, not an event object", json_kind(&item)),
+            &item,
+        ));
+    };
+    let type_raw = match find(obj, &["type", "eventtype"]) {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_ascii_lowercase(),
+        Some(other) => {
+            return Err(quarantine(
+                format!(
+                    "field `type` is {}, not a non-empty string",
+                    json_kind(other)
+                ),
+                &item,
+            ))
+        }
+        None => return Err(quarantine("item has no `type` field".into(), &item)),
+    };
+    // The seed article names `hardbounce`/`softbounce`: a bounce whose type
+    // carries its category.
+    let (event_type, type_category) = match type_raw.as_str() {
+        "hardbounce" => (EventType::Bounce, Some(BounceCategory::Hard)),
+        "softbounce" => (EventType::Bounce, Some(BounceCategory::Soft)),
+        t => (EventType::from_wire(t), None),
+    };
+
+    let (event_time, time_source) = match find_time(obj) {
+        TimeLookup::Found(t) if plausible(t, received_at) => (t, TimeSource::Payload),
+        TimeLookup::Found(_) | TimeLookup::Invalid => (received_at, TimeSource::ReceivedInvalid),
+        TimeLookup::Absent => (received_at, TimeSource::Received),
+    };
+
+    let (media_type, address) = address_of(obj);
+    let domain = match (&media_type, &address) {
+        (Some(m), Some(a)) if m.eq_ignore_ascii_case("email") => domain_of(a),
+        (None, Some(a)) => domain_of(a),
+        _ => None,
+    };
+
+    let (bounce_category, bounce_reason) = if event_type == EventType::Bounce {
+        let cat = type_category.or_else(|| {
+            text_field(
+                obj,
+                &[
+                    "bouncecategory",
+                    "bouncetype",
+                    "category",
+                    "subtype",
+                    "bounce",
+                ],
+            )
+            .map(|s| BounceCategory::from_str_lossy(&s))
+        });
+        let reason = text_field(obj, &["bouncereason", "reason", "bouncecause"]);
+        (Some(cat.unwrap_or(BounceCategory::Unknown)), reason)
+    } else {
+        (None, None)
+    };
+
+    Ok(Event {
+        event_type,
+        type_raw,
+        client_id: id_field(obj, &["clientid", "client"]),
+        mailing_id: id_field(obj, &["mailingid", "mailing"]),
+        recipient_list_id: id_field(obj, &["userlistid", "recipientlistid", "listid"]),
+        recipient_id: id_field(obj, &["recipientid", "recipient"]),
+        event_time,
+        time_source,
+        received_at,
+        media_type,
+        address,
+        domain,
+        link: text_field(obj, &["link", "url", "linkurl"]),
+        bounce_category,
+        bounce_reason,
+        mail_id: id_field(obj, &["mailid", "transactionalmailid"]),
+        raw: item.to_string(),
+    })
+}
+
+enum TimeLookup {
+    Found(i64),
+    Invalid,
+    Absent,
+}
+
+fn find_time(obj: &Map<String, Value>) -> TimeLookup {
+    match find(obj, &TIME_FIELDS) {
+        None => TimeLookup::Absent,
+        Some(v) => parse_time(v).map_or(TimeLookup::Invalid, TimeLookup::Found),
+    }
+}
+
+fn plausible(t: i64, received_at: i64) -> bool {
+    t >= MIN_EVENT_TIME_MS && t <= received_at.saturating_add(MAX_FUTURE_SKEW_MS)
+}
+
+/// Epoch seconds or milliseconds (told apart by magnitude: 10^11 seconds
+/// is the year 5138, 10^11 ms is 1973), or an RFC 3339 / ISO-like string.
+pub fn parse_time(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => {
+            let f = n.as_f64()?;
+            epoch_to_ms(f)
+        }
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(f) = s.parse::<f64>() {
+                return epoch_to_ms(f);
+            }
+            if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(s) {
+                return Some(dt.timestamp_millis());
+            }
+            if let Ok(dt) = chrono::DateTime::parse_from_rfc2822(s) {
+                return Some(dt.timestamp_millis());
+            }
+            // Timestamps without a zone are taken as UTC.
+            for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+                if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+                    return Some(dt.and_utc().timestamp_millis());
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+fn epoch_to_ms(f: f64) -> Option<i64> {
+    if !f.is_finite() || f <= 0.0 {
+        return None;
+    }
+    let ms = if f >= 1e11 { f } else { f * 1000.0 };
+    // Anything past the year 10000 is garbage, and would overflow later math.
+    (ms < 253_402_300_800_000.0).then_some(ms as i64)
+}
+
+/// The address from `mediaTypesToAddresses`, preferring e-mail; a plain
+/// `email`/`address` field is taken when the map is absent.
+fn address_of(obj: &Map<String, Value>) -> (Option<String>, Option<String>) {
+    if let Some(Value::Object(map)) = find(obj, &["mediatypestoaddresses"]) {
+        let entries = map
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|a| (k, a.trim())))
+            .filter(|(_, a)| !a.is_empty());
+        let mut first = None;
+        for (k, a) in entries {
+            if k.eq_ignore_ascii_case("email") {
+                return (Some(k.to_ascii_uppercase()), Some(a.to_string()));
+            }
+            first.get_or_insert((k.to_ascii_uppercase(), a.to_string()));
+        }
+        if let Some((k, a)) = first {
+            return (Some(k), Some(a));
+        }
+    }
+    match text_field(obj, &["email", "emailaddress", "address"]) {
+        Some(a) => (Some("EMAIL".into()), Some(a)),
+        None => (None, None),
+    }
+}
+
+fn domain_of(address: &str) -> Option<String> {
+    let (_, domain) = address.rsplit_once('@')?;
+    let d = domain.trim().trim_end_matches('.').to_lowercase();
+    (!d.is_empty() && !d.contains(char::is_whitespace)).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_767_000_000_000; // 2025-12-29
+
+    fn one(v: Value) -> Event {
+        let b = parse_body(v.to_string().as_bytes(), NOW).unwrap();
+        assert!(b.quarantined.is_empty(), "{:?}", b.quarantined);
+        assert_eq!(b.events.len(), 1);
+        b.events.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn object_and_array_bodies() {
+        let e = json!({"type": "sent", "mailingId": 7});
+        assert_eq!(
+            parse_body(e.to_string().as_bytes(), NOW)
+                .unwrap()
+                .events
+                .len(),
+            1
+        );
+        let arr = json!([e, e, e]);
+        assert_eq!(
+            parse_body(arr.to_string().as_bytes(), NOW)
+                .unwrap()
+                .events
+                .len(),
+            3
+        );
+        let wrapped = json!({"events": [e, e]});
+        assert_eq!(
+            parse_body(wrapped.to_string().as_bytes(), NOW)
+                .unwrap()
+                .events
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_with_a_reason() {
+        assert!(matches!(parse_body(b"{nope", NOW), Err(BodyError::Json(_))));
+        assert!(matches!(parse_body(b"", NOW), Err(BodyError::Json(_))));
+        assert_eq!(
+            parse_body(b"[]", NOW),
+            Err(BodyError::Empty("the array is empty"))
+        );
+        assert_eq!(parse_body(b"42", NOW), Err(BodyError::Shape("a number")));
+        assert_eq!(parse_body(b"\"x\"", NOW), Err(BodyError::Shape("a string")));
+        assert_eq!(parse_body(b"null", NOW), Err(BodyError::Shape("null")));
+    }
+
+    #[test]
+    fn ids_as_numbers_or_strings_and_any_key_style() {
+        let a = one(
+            json!({"type":"open","clientId":12,"mailingId":"345","recipientId":"r-1","userListId":9}),
+        );
+        let b = one(
+            json!({"type":"open","client_id":"12","mailing_id":345,"recipient_id":"r-1","user_list_id":"9"}),
+        );
+        assert_eq!(a.client_id.as_deref(), Some("12"));
+        assert_eq!(a.mailing_id.as_deref(), Some("345"));
+        assert_eq!(a.recipient_list_id.as_deref(), Some("9"));
+        assert_eq!(
+            (
+                a.client_id,
+                a.mailing_id,
+                a.recipient_id,
+                a.recipient_list_id
+            ),
+            (
+                b.client_id,
+                b.mailing_id,
+                b.recipient_id,
+                b.recipient_list_id
+            )
+        );
+        // Large ids survive exactly (no float rounding).
+        let c = one(json!({"type":"sent","mailingId": 9007199254740993u64}));
+        assert_eq!(c.mailing_id.as_deref(), Some("9007199254740993"));
+    }
+
+    #[test]
+    fn type_is_case_insensitive_and_unknown_is_other() {
+        assert_eq!(one(json!({"type":"CLICK"})).event_type, EventType::Click);
+        assert_eq!(
+            one(json!({"type":"Archived"})).event_type,
+            EventType::Archive
+        );
+        let o = one(json!({"type":"webhooknode"}));
+        assert_eq!(o.event_type, EventType::Other);
+        assert_eq!(o.type_raw, "webhooknode");
+        for t in [
+            "sent",
+            "open",
+            "click",
+            "bounce",
+            "unsubscribe",
+            "spamcomplaint",
+            "singleoptin",
+            "confirmedoptin",
+            "doubleoptin",
+            "blocklist",
+            "archive",
+            "filteredbyblocklist",
+        ] {
+            assert_ne!(
+                one(json!({ "type": t })).event_type,
+                EventType::Other,
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_time_format() {
+        let t = 1_766_999_000_000i64;
+        for v in [
+            json!(t),
+            json!(t / 1000),
+            json!((t / 1000) as f64 + 0.0),
+            json!(t.to_string()),
+            json!("2025-12-29T09:03:20Z"),
+            json!("2025-12-29T10:03:20+01:00"),
+            json!("2025-12-29 09:03:20"),
+            json!("2025-12-29T09:03:20.000"),
+            json!("Mon, 29 Dec 2025 09:03:20 +0000"),
+        ] {
+            for field in ["timestamp", "eventTime", "created", "date", "time"] {
+                let e = one(json!({"type":"sent", field: v.clone()}));
+                assert_eq!(e.event_time, t, "{field} = {v}");
+                assert_eq!(e.time_source, TimeSource::Payload);
+            }
+        }
+    }
+
+    #[test]
+    fn no_time_or_absurd_time_uses_receive_time_and_says_so() {
+        let e = one(json!({"type":"sent"}));
+        assert_eq!((e.event_time, e.time_source), (NOW, TimeSource::Received));
+        for bad in [
+            json!("yesterday"),
+            json!(-5),
+            json!(1e300),
+            json!(12),
+            json!({"a":1}),
+            json!(NOW + 10 * 86_400_000),
+        ] {
+            let e = one(json!({"type":"sent","timestamp": bad}));
+            assert_eq!(
+                (e.event_time, e.time_source),
+                (NOW, TimeSource::ReceivedInvalid),
+                "{bad}"
+            );
+        }
+        // null counts as absent.
+        assert_eq!(
+            one(json!({"type":"sent","timestamp":null})).time_source,
+            TimeSource::Received
+        );
+    }
+
+    #[test]
+    fn addresses_and_domains() {
+        let e = one(
+            json!({"type":"bounce","mediaTypesToAddresses":{"SMS":"+4912345","EMAIL":"Jane.Doe@Example.COM"}}),
+        );
+        assert_eq!(e.media_type.as_deref(), Some("EMAIL"));
+        assert_eq!(e.address.as_deref(), Some("Jane.Doe@Example.COM"));
+        assert_eq!(e.domain.as_deref(), Some("example.com"));
+        let s = one(json!({"type":"sent","mediaTypesToAddresses":{"sms":"+4912345"}}));
+        assert_eq!((s.media_type.as_deref(), s.domain), (Some("SMS"), None));
+        let u = one(json!({"type":"sent","mediaTypesToAddresses":{"EMAIL":"jörg@bücher.de"}}));
+        assert_eq!(u.domain.as_deref(), Some("bücher.de"));
+        let n = one(json!({"type":"sent","mediaTypesToAddresses":{"EMAIL":"no-at-sign"}}));
+        assert_eq!(n.domain, None);
+        assert_eq!(n.recipient_key(), Some("no-at-sign"));
+    }
+
+    #[test]
+    fn bounce_category_and_reason() {
+        let h = one(json!({"type":"bounce","bounceCategory":"hardbounce","reason":"other"}));
+        assert_eq!(h.bounce_category, Some(BounceCategory::Hard));
+        assert_eq!(h.bounce_reason.as_deref(), Some("other"));
+        let s = one(json!({"type":"bounce","category":"SOFTBOUNCE","bounceReason":"spam-related"}));
+        assert_eq!(s.bounce_category, Some(BounceCategory::Soft));
+        assert_eq!(s.bounce_reason.as_deref(), Some("spam-related"));
+        assert_eq!(
+            one(json!({"type":"bounce"})).bounce_category,
+            Some(BounceCategory::Unknown)
+        );
+        assert_eq!(
+            one(json!({"type":"hardbounce"})).event_type,
+            EventType::Bounce
+        );
+        assert_eq!(
+            one(json!({"type":"softbounce"})).bounce_category,
+            Some(BounceCategory::Soft)
+        );
+        assert_eq!(
+            one(json!({"type":"sent","category":"hard"})).bounce_category,
+            None
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_unicode_are_kept_in_raw() {
+        let e = one(
+            json!({"type":"click","link":"https://x.test/ä?q=1","vendorExtra":{"deep":[1,2,"✓"]}}),
+        );
+        let raw: Value = serde_json::from_str(&e.raw).unwrap();
+        assert_eq!(raw["vendorExtra"]["deep"][2], "✓");
+        assert_eq!(e.link.as_deref(), Some("https://x.test/ä?q=1"));
+    }
+
+    #[test]
+    fn items_that_cannot_be_understood_are_quarantined_not_dropped() {
+        let body = json!([{"type":"sent"}, 5, "str", null, [1], {"mailingId":1}, {"type": 7}, {"type":"  "}, {"type":"open"}]);
+        let b = parse_body(body.to_string().as_bytes(), NOW).unwrap();
+        assert_eq!(b.events.len(), 2);
+        assert_eq!(b.quarantined.len(), 7);
+        assert!(b.quarantined[0].reason.contains("a number"));
+        assert!(b.quarantined[4].reason.contains("no `type`"));
+        assert_eq!(b.quarantined[4].raw, r#"{"mailingId":1}"#);
+        // A single bad object is quarantined too, not refused.
+        let b = parse_body(br#"{"hello":"world"}"#, NOW).unwrap();
+        assert_eq!((b.events.len(), b.quarantined.len()), (0, 1));
+    }
+
+    #[test]
+    fn absurd_values_do_not_panic() {
+        let long = "x".repeat(100_000);
+        let e = one(
+            json!({"type": long.clone(), "mailingId": long, "timestamp": u64::MAX, "recipientId": -1.5e308}),
+        );
+        assert_eq!(e.event_type, EventType::Other);
+        assert_eq!(e.time_source, TimeSource::ReceivedInvalid);
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        let _ = parse_body(deep.as_bytes(), NOW);
+    }
+}

@@ -1,0 +1,115 @@
+//! mailpulse's server: ingests Optimizely webhooks, keeps live aggregates,
+//! pushes them to dashboards over websockets and renders the Leptos UI.
+//!
+//! [`run`] is the whole server given a bound listener; `main` only parses
+//! configuration and calls it, and the integration tests call it on port 0.
+
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod live;
+pub mod web;
+
+use axum::extract::FromRef;
+use config::Config;
+use leptos::config::LeptosOptions;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Cheap-to-clone handles shared by every request handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub leptos: LeptosOptions,
+    pub live: live::LiveHandle,
+    /// Cancelled when the server shuts down; long-lived tasks and websocket
+    /// connections watch it.
+    pub shutdown: CancellationToken,
+    ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+/// How often the live engine publishes deltas.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
+
+/// Runs the server on `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let token = CancellationToken::new();
+    let addr = listener.local_addr()?;
+    let leptos = LeptosOptions::builder()
+        .output_name("mailpulse")
+        .site_root(config.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .build();
+    let live = live::spawn(DEFAULT_TICK, token.clone());
+    let state = AppState {
+        config: Arc::new(config),
+        leptos,
+        live,
+        shutdown: token.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    state.ready.store(true, Ordering::Release);
+    let app = web::router(state);
+    tracing::info!(%addr, "mailpulse listening");
+
+    let stop = token.clone();
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    };
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful)
+    .await?;
+    token.cancel();
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,74 @@
+//! The HTTP surface: the router that puts every route behind one place
+//! (where an auth extractor can later go), health endpoints, and the Leptos
+//! pages rendered on the server.
+
+pub mod ws;
+
+use crate::{ingest, AppState};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use mailpulse_app::pages::source::{ViewSource, Views};
+use mailpulse_app::protocol::OverviewState;
+use mailpulse_app::{shell, App};
+use std::sync::Arc;
+use tower_http::trace::TraceLayer;
+
+/// Builds the whole application router; serving it is the caller's job, so
+/// tests can drive it directly.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let views = Views(Arc::new(LiveViews(state.clone())));
+    let context = move || provide_context(views.clone());
+    let sfn_context = context.clone();
+
+    Router::new()
+        .route("/webhooks/optimizely", post(ingest::post_webhook))
+        .route("/ws", get(ws::upgrade))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/_mp/{*fn_name}",
+            post(move |req: axum::extract::Request| {
+                leptos_axum::handle_server_fns_with_context(sfn_context.clone(), req)
+            }),
+        )
+        .leptos_routes_with_context(&state, routes, context, {
+            let options = state.leptos.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The live engine as the UI's server functions see it.
+struct LiveViews(AppState);
+
+impl ViewSource for LiveViews {
+    fn overview(&self) -> OverviewState {
+        self.0.live.current().state.clone()
+    }
+}
+
+/// Alive: the process answers.
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready: the store is open and the live state is built, so events can be
+/// accepted and pages show true numbers.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.is_ready() {
+        (StatusCode::OK, Json(serde_json::json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "starting"})),
+        )
+    }
+}

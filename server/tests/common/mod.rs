@@ -1,0 +1,137 @@
+//! Shared test harness: starts the real server (`mailpulse::run`) on a free
+//! loopback port with its own data directory, and offers HTTP and websocket
+//! clients against it.
+#![allow(dead_code)]
+
+use futures_util::StreamExt;
+use mailpulse::config::Config;
+use mailpulse_app::protocol::ServerMsg;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server with the default test configuration.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server whose configuration `tweak` may change.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::start_in(dir.path().to_path_buf(), tweak).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server on an existing data directory (for restart tests).
+    pub async fn start_in(data_dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::for_tests(data_dir.clone());
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(mailpulse::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        let server = TestServer {
+            addr,
+            http: reqwest::Client::new(),
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self.http.get(self.url("/readyz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server at {} never became ready", self.addr);
+    }
+
+    /// POSTs a webhook body (JSON) to `path` with optional extra headers.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn ws(&self) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr))
+            .await
+            .expect("websocket connects");
+        ws
+    }
+
+    /// Stops the server gracefully and waits for it to finish.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let res = tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("server stops within 10 s");
+            res.expect("server task").expect("server ran cleanly");
+        }
+    }
+}
+
+/// Next protocol message, skipping heartbeats and control frames.
+pub async fn next_msg(ws: &mut Ws) -> ServerMsg {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a websocket message within 10 s")
+            .expect("socket open")
+            .expect("socket ok");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let parsed: ServerMsg = serde_json::from_str(&t).expect("valid protocol message");
+            if !matches!(parsed, ServerMsg::Heartbeat { .. }) {
+                return parsed;
+            }
+        }
+    }
+}
