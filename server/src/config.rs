@@ -1,13 +1,22 @@
-//! Runtime configuration: one typed struct, read from flags and the
-//! environment. Secrets are wrapped in [`Secret`] so they never reach logs.
+//! Runtime configuration: one typed struct, layered from built-in defaults,
+//! then a TOML file (`mailpulse.toml`, or `--config` / `MAILPULSE_CONFIG`),
+//! then `MAILPULSE_*` environment variables (nested keys joined with `__`,
+//! e.g. `MAILPULSE_STORE__SYNCHRONOUS=normal`), then command-line flags.
+//! Secrets are wrapped in [`Secret`] so they never reach logs.
 
 use clap::Parser;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A value that must never be printed: `Debug` and `Display` redact it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -54,94 +63,465 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
-/// Options of the server.
-#[derive(Debug, Clone, clap::Args)]
+/// Flags of the server. Each overrides the file and the environment.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "MAILPULSE_ADDR", default_value = "127.0.0.1:3000")]
-    pub addr: SocketAddr,
-    /// Directory for the event store.
-    #[arg(long, env = "MAILPULSE_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// When set, webhook POSTs must carry `Authorization: Bearer <secret>`.
-    #[arg(long, env = "MAILPULSE_WEBHOOK_SECRET", hide_env_values = true)]
+    /// Configuration file [env: MAILPULSE_CONFIG] [default: ./mailpulse.toml if present]
+    #[arg(long, env = "MAILPULSE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [env: MAILPULSE_ADDR] [default: 127.0.0.1:3000]
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+    /// Directory for the event store [env: MAILPULSE_DATA_DIR] [default: ./data]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Bearer secret of the default webhook source [env: MAILPULSE_WEBHOOK_SECRET]
+    #[arg(long)]
     pub webhook_secret: Option<Secret>,
-    /// Where the built site (wasm, JS, CSS, assets) lives.
-    #[arg(long, env = "MAILPULSE_SITE_ROOT", default_value = "target/site")]
-    pub site_root: PathBuf,
+    /// Where the built site (wasm, JS, CSS) lives [env: MAILPULSE_SITE_ROOT]
+    #[arg(long)]
+    pub site_root: Option<PathBuf>,
 }
 
-/// The validated configuration the server runs with.
-#[derive(Debug, Clone)]
+/// The name of the source served at `/webhooks/optimizely`.
+pub const DEFAULT_SOURCE: &str = "default";
+
+/// The whole configuration. Every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Address to listen on.
     pub addr: SocketAddr,
+    /// Directory holding the SQLite store (`mailpulse.db`).
     pub data_dir: PathBuf,
-    pub webhook_secret: Option<Secret>,
+    /// Where the built site (wasm, JS, CSS, assets) lives.
     pub site_root: PathBuf,
+    /// Shorthand: when set, the default source requires
+    /// `Authorization: Bearer <secret>` (overriding its configured auth).
+    pub webhook_secret: Option<Secret>,
+    /// Request limits of the webhook endpoints.
+    pub ingest: IngestConfig,
+    /// The embedded store.
+    pub store: StoreConfig,
+    /// Named webhook sources, each at `/webhooks/optimizely/{name}`; the one
+    /// named `default` is also at `/webhooks/optimizely`.
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// Top-level keys, so stray `MAILPULSE_*` variables (e.g. of test tools) are
+/// not mistaken for settings.
+const TOP_LEVEL_KEYS: [&str; 7] = [
+    "addr",
+    "data_dir",
+    "site_root",
+    "webhook_secret",
+    "ingest",
+    "store",
+    "sources",
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: "127.0.0.1:3000".parse().expect("static address"),
+            data_dir: PathBuf::from("./data"),
+            site_root: PathBuf::from("target/site"),
+            webhook_secret: None,
+            ingest: IngestConfig::default(),
+            store: StoreConfig::default(),
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest accepted request body, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Requests waiting for the store's writer; when full, ingest answers
+    /// 503 with `Retry-After` instead of queueing without bound.
+    pub queue_capacity: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: 1024 * 1024,
+            queue_capacity: 4096,
+        }
+    }
+}
+
+/// SQLite's `synchronous` setting for the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync on every commit: an answered event survives power loss.
+    Full,
+    /// WAL without fsync per commit: survives a process crash, may lose the
+    /// last commits on power loss. Faster.
+    Normal,
+    /// As `full`, and also syncs the directory on WAL reset.
+    Extra,
+}
+
+impl Synchronous {
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Extra => "EXTRA",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub synchronous: Synchronous,
+    /// Raw events are deleted after this many days.
+    pub events_retention_days: u32,
+    /// Per-minute rollups (and first-open/first-click records) are deleted
+    /// after this many days.
+    pub rollups_retention_days: u32,
+    /// How often the retention job runs, in seconds.
+    pub retention_interval_secs: u64,
+    /// Most requests one transaction commits together (group commit).
+    pub max_group_requests: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            synchronous: Synchronous::Full,
+            events_retention_days: 30,
+            rollups_retention_days: 400,
+            retention_interval_secs: 3600,
+            max_group_requests: 512,
+        }
+    }
+}
+
+/// One webhook sender (an Optimizely client, usually).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub auth: SourceAuth,
+    /// When non-empty, only these networks may POST (others: 403).
+    #[serde(default)]
+    pub allow_ips: Vec<IpNet>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed. The client is
+    /// the right-most address in that header that is not a trusted proxy.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// How a source proves who it is. Optimizely's webhook `authentication`
+/// offers `keyAuth` (a header and a value) and `basicAuth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceAuth {
+    /// No credentials; only allowed when listening on loopback.
+    None,
+    /// `Authorization: Bearer <secret>`.
+    Bearer { secrets: Vec<Secret> },
+    /// Optimizely keyAuth: header `header` carries one of `secrets`.
+    #[serde(alias = "keyAuth", alias = "keyauth")]
+    Key {
+        header: String,
+        secrets: Vec<Secret>,
+    },
+    /// Optimizely basicAuth: `username` with one of `passwords`.
+    #[serde(alias = "basicAuth", alias = "basicauth")]
+    Basic {
+        username: String,
+        passwords: Vec<Secret>,
+    },
+}
+
+impl SourceAuth {
+    fn secrets(&self) -> &[Secret] {
+        match self {
+            SourceAuth::None => &[],
+            SourceAuth::Bearer { secrets } | SourceAuth::Key { secrets, .. } => secrets,
+            SourceAuth::Basic { passwords, .. } => passwords,
+        }
+    }
 }
 
 impl Config {
-    /// Checks the combination of settings; refuses what would be unsafe.
-    pub fn from_args(args: ServeArgs) -> anyhow::Result<Config> {
-        let config = Config {
-            addr: args.addr,
-            data_dir: args.data_dir,
-            webhook_secret: args.webhook_secret.filter(|s| !s.expose().is_empty()),
-            site_root: args.site_root,
-        };
-        config.validate()?;
-        Ok(config)
+    /// Loads the layered configuration for `args`.
+    pub fn load(args: ServeArgs) -> anyhow::Result<Config> {
+        let mut figment = Figment::new();
+        match &args.config {
+            Some(path) => {
+                if !path.exists() {
+                    anyhow::bail!("configuration file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new("mailpulse.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("mailpulse.toml"));
+            }
+            None => {}
+        }
+        figment = figment.merge(Env::prefixed("MAILPULSE_").split("__").filter(|k| {
+            // `split` may already have turned `__` into `.`.
+            let first = k.as_str().split('.').next().unwrap_or_default();
+            let first = first.split("__").next().unwrap_or_default();
+            TOP_LEVEL_KEYS.iter().any(|t| t.eq_ignore_ascii_case(first))
+        }));
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        if let Some(a) = args.addr {
+            config.addr = a;
+        }
+        if let Some(d) = args.data_dir {
+            config.data_dir = d;
+        }
+        if let Some(s) = args.webhook_secret {
+            config.webhook_secret = Some(s);
+        }
+        if let Some(s) = args.site_root {
+            config.site_root = s;
+        }
+        config.finish()
+    }
+
+    /// Fills in the default source and checks the whole; refuses what would
+    /// be unsafe or cannot work.
+    pub fn finish(mut self) -> anyhow::Result<Config> {
+        if let Some(secret) = self.webhook_secret.take() {
+            if !secret.expose().is_empty() {
+                let default = self
+                    .sources
+                    .entry(DEFAULT_SOURCE.to_string())
+                    .or_insert_with(|| SourceConfig {
+                        auth: SourceAuth::None,
+                        allow_ips: vec![],
+                        trusted_proxies: vec![],
+                    });
+                default.auth = SourceAuth::Bearer {
+                    secrets: vec![secret.clone()],
+                };
+                self.webhook_secret = Some(secret);
+            }
+        }
+        self.sources
+            .entry(DEFAULT_SOURCE.to_string())
+            .or_insert_with(|| SourceConfig {
+                auth: SourceAuth::None,
+                allow_ips: vec![],
+                trusted_proxies: vec![],
+            });
+        self.validate()?;
+        Ok(self)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if !self.addr.ip().is_loopback() && self.webhook_secret.is_none() {
-            anyhow::bail!(
-                "refusing to listen on {} without a webhook secret: set MAILPULSE_WEBHOOK_SECRET \
-                 (anyone who can reach this address could otherwise inject events)",
-                self.addr
-            );
+        let loopback = self.addr.ip().is_loopback();
+        for (name, source) in &self.sources {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                anyhow::bail!(
+                    "source name {name:?} must be lowercase letters, digits, '-' or '_' (it is a URL path segment)"
+                );
+            }
+            if matches!(source.auth, SourceAuth::None) && !loopback {
+                anyhow::bail!(
+                    "refusing to listen on {} with source {name:?} unauthenticated: set \
+                     MAILPULSE_WEBHOOK_SECRET or give the source an `auth` (anyone who can reach \
+                     this address could otherwise inject events)",
+                    self.addr
+                );
+            }
+            let secrets = source.auth.secrets();
+            if !matches!(source.auth, SourceAuth::None) {
+                if secrets.is_empty() || secrets.len() > 2 {
+                    anyhow::bail!(
+                        "source {name:?} needs one secret, or two while rotating (it has {})",
+                        secrets.len()
+                    );
+                }
+                if secrets.iter().any(|s| s.expose().is_empty()) {
+                    anyhow::bail!("source {name:?} has an empty secret");
+                }
+            }
+            if let SourceAuth::Key { header, .. } = &source.auth {
+                if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    anyhow::bail!("source {name:?}: {header:?} is not a valid header name");
+                }
+            }
+        }
+        if self.ingest.max_body_bytes == 0 || self.ingest.queue_capacity == 0 {
+            anyhow::bail!("ingest.max_body_bytes and ingest.queue_capacity must be positive");
+        }
+        if self.store.max_group_requests == 0 {
+            anyhow::bail!("store.max_group_requests must be positive");
         }
         Ok(())
     }
 
-    /// A configuration for tests: loopback, the given data dir, no secret.
+    /// A configuration for tests: loopback port 0 and the given data dir.
+    /// Call [`Config::finish`] after changing it.
     pub fn for_tests(data_dir: PathBuf) -> Config {
         Config {
             addr: "127.0.0.1:0".parse().expect("static address"),
             data_dir,
-            webhook_secret: None,
-            site_root: PathBuf::from("target/site"),
+            ..Config::default()
         }
     }
 }
 
 #[cfg(test)]
+// figment's Jail API fixes the closure's (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+    use figment::Jail;
 
-    fn args(addr: &str, secret: Option<&str>) -> ServeArgs {
-        ServeArgs {
-            addr: addr.parse().unwrap(),
-            data_dir: "./data".into(),
-            webhook_secret: secret.map(Secret::new),
-            site_root: "target/site".into(),
-        }
+    fn args() -> ServeArgs {
+        ServeArgs::default()
     }
 
     #[test]
     fn public_address_needs_a_secret() {
-        assert!(Config::from_args(args("0.0.0.0:3000", None)).is_err());
-        assert!(Config::from_args(args("0.0.0.0:3000", Some(""))).is_err());
-        assert!(Config::from_args(args("0.0.0.0:3000", Some("s3cret"))).is_ok());
-        assert!(Config::from_args(args("127.0.0.1:3000", None)).is_ok());
-        assert!(Config::from_args(args("[::1]:3000", None)).is_ok());
+        Jail::expect_with(|jail| {
+            jail.set_env("MAILPULSE_ADDR", "0.0.0.0:3000");
+            assert!(Config::load(args()).is_err());
+            jail.set_env("MAILPULSE_WEBHOOK_SECRET", "");
+            assert!(Config::load(args()).is_err());
+            jail.set_env("MAILPULSE_WEBHOOK_SECRET", "s3cret");
+            let c = Config::load(args()).unwrap();
+            assert!(matches!(
+                c.sources[DEFAULT_SOURCE].auth,
+                SourceAuth::Bearer { .. }
+            ));
+            jail.set_env("MAILPULSE_ADDR", "127.0.0.1:3000");
+            jail.set_env("MAILPULSE_WEBHOOK_SECRET", "");
+            assert!(Config::load(args()).is_ok());
+            jail.set_env("MAILPULSE_ADDR", "[::1]:3000");
+            assert!(Config::load(args()).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_file_then_env_then_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "mailpulse.toml",
+                r#"
+                addr = "127.0.0.1:4000"
+                data_dir = "/var/lib/mp"
+                [store]
+                synchronous = "normal"
+                events_retention_days = 7
+                [sources.eu]
+                auth = { type = "keyAuth", header = "X-Api-Key", secrets = ["old", "new"] }
+                allow_ips = ["193.169.180.1/32"]
+                [sources.us]
+                auth = { type = "basic", username = "opti", passwords = ["pw"] }
+                "#,
+            )?;
+            jail.set_env("MAILPULSE_DATA_DIR", "/tmp/env-dir");
+            jail.set_env("MAILPULSE_STORE__EVENTS_RETENTION_DAYS", "9");
+            jail.set_env("MAILPULSE_BIN", "/not/a/setting");
+            let c = Config::load(ServeArgs {
+                addr: Some("127.0.0.1:5000".parse().unwrap()),
+                ..args()
+            })
+            .unwrap();
+            assert_eq!(c.addr.port(), 5000);
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/env-dir"));
+            assert_eq!(c.store.synchronous, Synchronous::Normal);
+            assert_eq!(c.store.events_retention_days, 9);
+            assert_eq!(c.sources.len(), 3);
+            assert!(
+                matches!(&c.sources["eu"].auth, SourceAuth::Key { header, secrets } if header == "X-Api-Key" && secrets.len() == 2)
+            );
+            assert_eq!(c.sources["eu"].allow_ips.len(), 1);
+            assert!(matches!(c.sources[DEFAULT_SOURCE].auth, SourceAuth::None));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "adrr = \"127.0.0.1:1\"")?;
+            let err = Config::load(ServeArgs {
+                config: Some("typo.toml".into()),
+                ..args()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("adrr"), "{err}");
+            jail.create_file(
+                "three.toml",
+                "[sources.x]\nauth = { type = \"bearer\", secrets = [\"a\",\"b\",\"c\"] }",
+            )?;
+            let err = Config::load(ServeArgs {
+                config: Some("three.toml".into()),
+                ..args()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("two while rotating"), "{err}");
+            jail.create_file(
+                "name.toml",
+                "[sources.\"Bad Name\"]\nauth = { type = \"none\" }",
+            )?;
+            assert!(Config::load(ServeArgs {
+                config: Some("name.toml".into()),
+                ..args()
+            })
+            .is_err());
+            assert!(Config::load(ServeArgs {
+                config: Some("missing.toml".into()),
+                ..args()
+            })
+            .is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn documented_example_is_valid() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "example.toml",
+                include_str!("../../docs/mailpulse.example.toml"),
+            )?;
+            let c = Config::load(ServeArgs {
+                config: Some("example.toml".into()),
+                ..args()
+            })
+            .unwrap();
+            assert_eq!(c.sources.len(), 3);
+            Ok(())
+        });
     }
 
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let c = Config::from_args(args("127.0.0.1:1", Some("hunter2"))).unwrap();
-        let printed = format!("{c:?}");
-        assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(printed.contains("redacted"));
+        Jail::expect_with(|jail| {
+            jail.set_env("MAILPULSE_WEBHOOK_SECRET", "hunter2");
+            jail.create_file(
+                "mailpulse.toml",
+                "[sources.k]\nauth = { type = \"key\", header = \"X-K\", secrets = [\"swordfish\"] }",
+            )?;
+            let c = Config::load(args()).unwrap();
+            let printed = format!("{c:?}");
+            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(!printed.contains("swordfish"), "{printed}");
+            assert!(printed.contains("redacted"));
+            Ok(())
+        });
     }
 }

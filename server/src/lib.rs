@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod live;
+pub mod store;
 pub mod web;
 
 use axum::extract::FromRef;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub leptos: LeptosOptions,
     pub live: live::LiveHandle,
+    pub store: store::Store,
+    pub sources: ingest::Sources,
     /// Cancelled when the server shuts down; long-lived tasks and websocket
     /// connections watch it.
     pub shutdown: CancellationToken,
@@ -53,40 +56,85 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let token = CancellationToken::new();
-    let addr = listener.local_addr()?;
-    let leptos = LeptosOptions::builder()
-        .output_name("mailpulse")
-        .site_root(config.site_root.to_string_lossy().to_string())
-        .site_pkg_dir("pkg")
-        .site_addr(addr)
-        .build();
-    let live = live::spawn(DEFAULT_TICK, token.clone());
-    let state = AppState {
-        config: Arc::new(config),
-        leptos,
-        live,
-        shutdown: token.clone(),
-        ready: Arc::new(AtomicBool::new(false)),
-    };
-    state.ready.store(true, Ordering::Release);
-    let app = web::router(state);
-    tracing::info!(%addr, "mailpulse listening");
+    Server::start(config)?.serve(listener, shutdown).await
+}
 
-    let stop = token.clone();
-    let graceful = async move {
-        shutdown.await;
-        tracing::info!("shutting down");
-        stop.cancel();
-    };
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(graceful)
-    .await?;
-    token.cancel();
-    Ok(())
+/// A started server: store open, engine running, not yet serving. Tests
+/// keep its [`AppState`] to reach the store and the engine directly.
+pub struct Server {
+    state: AppState,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the store and starts the background tasks.
+    pub fn start(config: Config) -> anyhow::Result<Server> {
+        let token = CancellationToken::new();
+        let leptos = LeptosOptions::builder()
+            .output_name("mailpulse")
+            .site_root(config.site_root.to_string_lossy().to_string())
+            .site_pkg_dir("pkg")
+            .site_addr(config.addr)
+            .build();
+        let live = live::spawn(DEFAULT_TICK, token.clone());
+        let store = store::Store::open(&config, live.clone())?;
+        let state = AppState {
+            sources: ingest::Sources::from_config(&config),
+            config: Arc::new(config),
+            leptos,
+            live,
+            store: store.clone(),
+            shutdown: token.clone(),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        let tasks = vec![tokio::spawn(store::retention::run(
+            store,
+            state.config.store.clone(),
+            token,
+        ))];
+        Ok(Server { state, tasks })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops the
+    /// background tasks and closes the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Server { state, tasks } = self;
+        let addr = listener.local_addr()?;
+        let token = state.shutdown.clone();
+        let store = state.store.clone();
+        state.ready.store(true, Ordering::Release);
+        let app = web::router(state);
+        tracing::info!(%addr, "mailpulse listening");
+
+        let stop = token.clone();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        };
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful)
+        .await?;
+        token.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        // Everything answered 200 is already committed; this only lets the
+        // writer finish what is queued and close the file cleanly.
+        store.close().await;
+        Ok(())
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
-    let config = Config::from_args(args)?;
+    let config = Config::load(args)?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;

@@ -24,7 +24,11 @@ async fn posted_event_reaches_websocket_client() {
     let resp = server
         .post_json(
             "/webhooks/optimizely",
-            &json!([{"type": "sent", "mailingId": 1}, {"type": "SENT", "mailingId": 1}, {"type": "open"}]),
+            &json!([
+                {"type": "sent", "mailingId": 1, "recipientId": "a"},
+                {"type": "SENT", "mailingId": 1, "recipientId": "b"},
+                {"type": "open", "mailingId": 1, "recipientId": "a"}
+            ]),
             &[],
         )
         .await;
@@ -124,7 +128,7 @@ async fn overview_is_rendered_on_the_server_with_counts() {
     server
         .post_json(
             "/webhooks/optimizely",
-            &json!([{"type": "click"}, {"type": "click"}]),
+            &json!([{"type": "click", "recipientId": "a"}, {"type": "click", "recipientId": "b"}]),
             &[],
         )
         .await;

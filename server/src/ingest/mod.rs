@@ -1,20 +1,29 @@
-//! The webhook front door: `POST /webhooks/optimizely`. Owns authentication
-//! of the sender, the request limits and the hand-off of parsed events; the
-//! parsing itself is in [`parse`].
+//! The webhook front door: `POST /webhooks/optimizely` (the default source)
+//! and `POST /webhooks/optimizely/{source}`. Owns the order of checks
+//! (address, credentials, content type, size, JSON) and the hand-off to the
+//! store; a request is answered 200 only once its events are committed.
+//! Parsing is in [`parse`], sender checks in [`auth`].
 
+pub mod auth;
 pub mod parse;
 
+use crate::config::{Config, DEFAULT_SOURCE};
 use crate::error::ApiError;
+use crate::store::StoreError;
 use crate::AppState;
-use axum::body::Bytes;
-use axum::extract::State;
+use auth::SourceGuard;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
-use serde::Serialize;
-use subtle::ConstantTimeEq;
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// What a successful webhook POST answers.
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Receipt {
     /// Events stored by this request.
     pub accepted: usize,
@@ -24,40 +33,135 @@ pub struct Receipt {
     pub quarantined: usize,
 }
 
-pub async fn post_webhook(
+/// The configured sources by name.
+#[derive(Debug, Clone)]
+pub struct Sources(Arc<HashMap<String, Arc<SourceGuard>>>);
+
+impl Sources {
+    pub fn from_config(config: &Config) -> Sources {
+        Sources(Arc::new(
+            config
+                .sources
+                .iter()
+                .map(|(name, s)| (name.clone(), Arc::new(SourceGuard::new(name, s))))
+                .collect(),
+        ))
+    }
+
+    fn get(&self, name: &str) -> Option<&Arc<SourceGuard>> {
+        self.0.get(name)
+    }
+}
+
+/// `POST /webhooks/optimizely`
+pub async fn post_default(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Result<Json<Receipt>, ApiError> {
-    check_bearer(&headers, state.config.webhook_secret.as_ref())?;
+    ingest(state, DEFAULT_SOURCE, req).await
+}
+
+/// `POST /webhooks/optimizely/{source}`
+pub async fn post_source(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    req: Request,
+) -> Result<Json<Receipt>, ApiError> {
+    ingest(state, &source, req).await
+}
+
+async fn ingest(state: AppState, source: &str, req: Request) -> Result<Json<Receipt>, ApiError> {
+    let guard = state
+        .sources
+        .get(source)
+        .ok_or_else(|| ApiError::NotFound(format!("no webhook source named {source:?}")))?
+        .clone();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    guard.check_ip(peer, req.headers())?;
+    guard.check_auth(req.headers())?;
+    check_content_type(req.headers())?;
+    let limit = state.config.ingest.max_body_bytes;
+    let body = read_body(req.into_body(), limit).await?;
     let received_at = chrono::Utc::now().timestamp_millis();
     let batch =
         parse::parse_body(&body, received_at).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let receipt = Receipt {
-        accepted: batch.events.len(),
-        duplicates: 0,
-        quarantined: batch.quarantined.len(),
-    };
-    state.live.submit(batch.events).await;
-    Ok(Json(receipt))
+    let outcome = state
+        .store
+        .ingest(guard.name.clone(), batch)
+        .await
+        .map_err(|e| match e {
+            StoreError::Busy(_) => ApiError::Unavailable {
+                message: format!("{e}; retry shortly"),
+                retry_after_secs: 1,
+            },
+            StoreError::Failed(_) | StoreError::Closed => ApiError::Unavailable {
+                message: "the store could not commit the events; nothing was stored, retry".into(),
+                retry_after_secs: 5,
+            },
+        })?;
+    Ok(Json(Receipt {
+        accepted: outcome.accepted,
+        duplicates: outcome.duplicates,
+        quarantined: outcome.quarantined,
+    }))
 }
 
-/// `Authorization: Bearer <secret>`, compared in constant time.
-fn check_bearer(
-    headers: &HeaderMap,
-    secret: Option<&crate::config::Secret>,
-) -> Result<(), ApiError> {
-    let Some(secret) = secret else {
+/// JSON only: `application/json`, `text/json` or any `+json` type. A
+/// missing content type is accepted (the body is checked as JSON anyway).
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    if bool::from(given.as_bytes().ct_eq(secret.expose().as_bytes())) {
+    let ct = value.to_str().unwrap_or("").to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    let json =
+        essence == "application/json" || essence == "text/json" || essence.ends_with("+json");
+    if json {
         Ok(())
     } else {
-        Err(ApiError::Unauthorized)
+        Err(ApiError::UnsupportedMediaType(format!(
+            "content type {essence:?} is not accepted; send application/json"
+        )))
+    }
+}
+
+/// Reads the body, refusing it (413) as soon as it passes `limit`.
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn content_types() {
+        let check = |v: Option<&str>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = v {
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
+            }
+            check_content_type(&h).is_ok()
+        };
+        assert!(check(None));
+        assert!(check(Some("application/json")));
+        assert!(check(Some("Application/JSON; charset=utf-8")));
+        assert!(check(Some("application/vnd.optimizely+json")));
+        assert!(check(Some("text/json")));
+        assert!(!check(Some("application/x-www-form-urlencoded")));
+        assert!(!check(Some("text/plain")));
+        assert!(!check(Some("application/xml")));
     }
 }

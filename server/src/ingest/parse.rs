@@ -9,7 +9,8 @@
 //! reason; it is stored, never dropped. Pure functions, no I/O: time is
 //! passed in.
 
-use mailpulse_app::protocol::EventType;
+use mailpulse_app::protocol::{BounceKind, EventType};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Earliest event time accepted from a payload (2000-01-01T00:00:00Z, ms).
@@ -51,35 +52,6 @@ impl TimeSource {
     }
 }
 
-/// Bounce category, from whatever field carries it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum BounceCategory {
-    Hard,
-    Soft,
-    Unknown,
-}
-
-impl BounceCategory {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BounceCategory::Hard => "hard",
-            BounceCategory::Soft => "soft",
-            BounceCategory::Unknown => "unknown",
-        }
-    }
-
-    pub fn from_str_lossy(s: &str) -> BounceCategory {
-        let l = s.to_ascii_lowercase();
-        if l.contains("hard") {
-            BounceCategory::Hard
-        } else if l.contains("soft") {
-            BounceCategory::Soft
-        } else {
-            BounceCategory::Unknown
-        }
-    }
-}
-
 /// One understood webhook event.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
@@ -102,7 +74,7 @@ pub struct Event {
     /// Lowercased receiving mail domain, for e-mail addresses only.
     pub domain: Option<String>,
     pub link: Option<String>,
-    pub bounce_category: Option<BounceCategory>,
+    pub bounce_category: Option<BounceKind>,
     pub bounce_reason: Option<String>,
     /// A transactional mail's `mailId`, where the payload carries one.
     pub mail_id: Option<String>,
@@ -145,27 +117,40 @@ pub enum BodyError {
 }
 
 /// Parses a whole request body received at `received_at` (ms).
+///
+/// Items are split as raw JSON first, so each stored event keeps its exact
+/// original text.
 pub fn parse_body(body: &[u8], received_at: i64) -> Result<ParsedBatch, BodyError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?;
-    let items = match value {
-        Value::Array(items) => items,
-        Value::Object(mut obj) => {
-            if find(&obj, &["type"]).is_some() {
-                vec![Value::Object(obj)]
-            } else if let Some(list) = take_wrapped_list(&mut obj) {
-                list
-            } else {
-                vec![Value::Object(obj)]
+    let json_err = |e: serde_json::Error| BodyError::Json(e.to_string());
+    let text = std::str::from_utf8(body)
+        .map_err(|e| BodyError::Json(format!("body is not UTF-8: {e}")))?;
+    let items: Vec<&RawValue> = match text.trim_start().as_bytes().first() {
+        Some(b'[') => serde_json::from_str(text).map_err(json_err)?,
+        Some(b'{') => {
+            let fields: Map<String, Value> = serde_json::from_str(text).map_err(json_err)?;
+            let whole: &RawValue = serde_json::from_str(text).map_err(json_err)?;
+            match wrapped_list_key(&fields) {
+                Some(key) => {
+                    let wrapper: std::collections::HashMap<String, Vec<&RawValue>> =
+                        serde_json::from_str(text).map_err(json_err)?;
+                    wrapper.get(key).cloned().unwrap_or_default()
+                }
+                None => vec![whole],
             }
         }
-        other => return Err(BodyError::Shape(json_kind(&other))),
+        _ => {
+            let value: Value = serde_json::from_str(text).map_err(json_err)?;
+            return Err(BodyError::Shape(json_kind(&value)));
+        }
     };
     if items.is_empty() {
         return Err(BodyError::Empty("the array is empty"));
     }
     let mut batch = ParsedBatch::default();
-    for item in items {
-        match parse_item(item, received_at) {
+    for raw in items {
+        // Already validated as JSON while splitting.
+        let item: Value = serde_json::from_str(raw.get()).map_err(json_err)?;
+        match parse_item(&item, raw.get(), received_at) {
             Ok(e) => batch.events.push(e),
             Err(q) => batch.quarantined.push(q),
         }
@@ -173,25 +158,17 @@ pub fn parse_body(body: &[u8], received_at: i64) -> Result<ParsedBatch, BodyErro
     Ok(batch)
 }
 
-/// `{"events": [...]}` and the like: a lone array under a list-ish key.
-fn take_wrapped_list(obj: &mut Map<String, Value>) -> Option<Vec<Value>> {
-    if obj.len() != 1 {
+/// `{"events": [...]}` and the like: an object with no `type` whose only
+/// field is an array under a list-ish name.
+fn wrapped_list_key(obj: &Map<String, Value>) -> Option<&str> {
+    if obj.len() != 1 || find(obj, &["type"]).is_some() {
         return None;
     }
-    let key = obj.keys().next()?.clone();
-    if !matches!(
-        normalise(&key).as_str(),
-        "events" | "data" | "items" | "records"
-    ) {
-        return None;
-    }
-    match obj.remove(&key)? {
-        Value::Array(a) => Some(a),
-        other => {
-            obj.insert(key, other);
-            None
-        }
-    }
+    let (key, value) = obj.iter().next()?;
+    let listish = ["events", "data", "items", "records"]
+        .iter()
+        .any(|w| key_is(key, w));
+    (listish && value.is_array()).then_some(key.as_str())
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -205,20 +182,29 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// Lowercase, without `_` and `-`: `mailing_id`, `mailingId` and
-/// `MailingID` all become `mailingid`.
-fn normalise(key: &str) -> String {
-    key.chars()
-        .filter(|c| *c != '_' && *c != '-')
-        .flat_map(char::to_lowercase)
-        .collect()
+/// Whether `key` names `want` (lowercase, no separators), ignoring case,
+/// `_` and `-`: `mailing_id`, `mailingId` and `MailingID` all name
+/// `mailingid`. Allocation-free: it runs for every field of every event.
+fn key_is(key: &str, want: &str) -> bool {
+    let mut k = key
+        .bytes()
+        .filter(|b| *b != b'_' && *b != b'-')
+        .map(|b| b.to_ascii_lowercase());
+    let mut w = want.bytes();
+    loop {
+        match (k.next(), w.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
 }
 
-/// The first field whose normalised name is one of `names`.
+/// The first non-null field whose name is one of `names`, in `names` order.
 fn find<'a>(obj: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
     names.iter().find_map(|want| {
         obj.iter()
-            .find(|(k, v)| !v.is_null() && normalise(k) == *want)
+            .find(|(k, v)| !v.is_null() && key_is(k, want))
             .map(|(_, v)| v)
     })
 }
@@ -240,36 +226,33 @@ fn text_field(obj: &Map<String, Value>, names: &[&str]) -> Option<String> {
     id_field(obj, names)
 }
 
-fn parse_item(item: Value, received_at: i64) -> Result<Event, Quarantined> {
-    let quarantine = |reason: String, item: &Value| Quarantined {
+fn parse_item(item: &Value, raw: &str, received_at: i64) -> Result<Event, Quarantined> {
+    let quarantine = |reason: String| Quarantined {
         reason,
-        raw: item.to_string(),
+        raw: raw.to_string(),
         received_at,
     };
-    let Value::Object(obj) = &item else {
-        return Err(quarantine(
-            format!("item is {}, not an event object", json_kind(&item)),
-            &item,
-        ));
+    let Value::Object(obj) = item else {
+        return Err(quarantine(format!(
+            "item is {}, not an event object",
+            json_kind(item)
+        )));
     };
     let type_raw = match find(obj, &["type", "eventtype"]) {
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_ascii_lowercase(),
         Some(other) => {
-            return Err(quarantine(
-                format!(
-                    "field `type` is {}, not a non-empty string",
-                    json_kind(other)
-                ),
-                &item,
-            ))
+            return Err(quarantine(format!(
+                "field `type` is {}, not a non-empty string",
+                json_kind(other)
+            )))
         }
-        None => return Err(quarantine("item has no `type` field".into(), &item)),
+        None => return Err(quarantine("item has no `type` field".into())),
     };
     // The seed article names `hardbounce`/`softbounce`: a bounce whose type
     // carries its category.
     let (event_type, type_category) = match type_raw.as_str() {
-        "hardbounce" => (EventType::Bounce, Some(BounceCategory::Hard)),
-        "softbounce" => (EventType::Bounce, Some(BounceCategory::Soft)),
+        "hardbounce" => (EventType::Bounce, Some(BounceKind::Hard)),
+        "softbounce" => (EventType::Bounce, Some(BounceKind::Soft)),
         t => (EventType::from_wire(t), None),
     };
 
@@ -298,10 +281,10 @@ fn parse_item(item: Value, received_at: i64) -> Result<Event, Quarantined> {
                     "bounce",
                 ],
             )
-            .map(|s| BounceCategory::from_str_lossy(&s))
+            .map(|s| BounceKind::from_str_lossy(&s))
         });
         let reason = text_field(obj, &["bouncereason", "reason", "bouncecause"]);
-        (Some(cat.unwrap_or(BounceCategory::Unknown)), reason)
+        (Some(cat.unwrap_or(BounceKind::Unknown)), reason)
     } else {
         (None, None)
     };
@@ -323,7 +306,7 @@ fn parse_item(item: Value, received_at: i64) -> Result<Event, Quarantined> {
         bounce_category,
         bounce_reason,
         mail_id: id_field(obj, &["mailid", "transactionalmailid"]),
-        raw: item.to_string(),
+        raw: raw.to_string(),
     })
 }
 
@@ -600,14 +583,14 @@ mod tests {
     #[test]
     fn bounce_category_and_reason() {
         let h = one(json!({"type":"bounce","bounceCategory":"hardbounce","reason":"other"}));
-        assert_eq!(h.bounce_category, Some(BounceCategory::Hard));
+        assert_eq!(h.bounce_category, Some(BounceKind::Hard));
         assert_eq!(h.bounce_reason.as_deref(), Some("other"));
         let s = one(json!({"type":"bounce","category":"SOFTBOUNCE","bounceReason":"spam-related"}));
-        assert_eq!(s.bounce_category, Some(BounceCategory::Soft));
+        assert_eq!(s.bounce_category, Some(BounceKind::Soft));
         assert_eq!(s.bounce_reason.as_deref(), Some("spam-related"));
         assert_eq!(
             one(json!({"type":"bounce"})).bounce_category,
-            Some(BounceCategory::Unknown)
+            Some(BounceKind::Unknown)
         );
         assert_eq!(
             one(json!({"type":"hardbounce"})).event_type,
@@ -615,7 +598,7 @@ mod tests {
         );
         assert_eq!(
             one(json!({"type":"softbounce"})).bounce_category,
-            Some(BounceCategory::Soft)
+            Some(BounceKind::Soft)
         );
         assert_eq!(
             one(json!({"type":"sent","category":"hard"})).bounce_category,
@@ -657,5 +640,74 @@ mod tests {
         assert_eq!(e.time_source, TimeSource::ReceivedInvalid);
         let deep = "[".repeat(200) + &"]".repeat(200);
         let _ = parse_body(deep.as_bytes(), NOW);
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Arbitrary JSON, biased towards the keys and shapes the parser
+        /// looks at.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let key = prop_oneof![
+                Just("type".to_string()),
+                Just("timestamp".to_string()),
+                Just("eventTime".to_string()),
+                Just("mailingId".to_string()),
+                Just("recipientId".to_string()),
+                Just("mediaTypesToAddresses".to_string()),
+                Just("EMAIL".to_string()),
+                Just("bounceCategory".to_string()),
+                Just("events".to_string()),
+                "\\PC{0,12}",
+            ];
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<u64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_map(|f| json!(f)),
+                prop_oneof![
+                    Just("sent".to_string()),
+                    Just("hardbounce".to_string()),
+                    Just("2025-12-29T09:03:20Z".to_string()),
+                    Just("a@b.c".to_string()),
+                    "\\PC{0,24}",
+                ]
+                .prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 64, 8, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                    prop::collection::vec((key.clone(), inner), 0..8)
+                        .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn never_panics_on_any_bytes(body in prop::collection::vec(any::<u8>(), 0..512)) {
+                let _ = parse_body(&body, NOW);
+            }
+
+            #[test]
+            fn never_panics_and_loses_no_item(v in json_value()) {
+                let text = v.to_string();
+                if let Ok(batch) = parse_body(text.as_bytes(), NOW) {
+                    // Every item of an array is either an event or quarantined.
+                    if let Value::Array(items) = &v {
+                        prop_assert_eq!(batch.events.len() + batch.quarantined.len(), items.len());
+                    }
+                    for e in &batch.events {
+                        prop_assert!(e.event_time > 0);
+                        let raw: Value = serde_json::from_str(&e.raw).unwrap();
+                        prop_assert!(raw.is_object());
+                    }
+                }
+            }
+        }
     }
 }

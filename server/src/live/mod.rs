@@ -6,7 +6,7 @@
 //! current snapshot, then follows small deltas; each message is serialised
 //! once and its bytes are shared by every websocket.
 
-use crate::ingest::parse::Event;
+use crate::store::Committed;
 use axum::extract::ws::Utf8Bytes;
 use mailpulse_app::protocol::{Counts, OverviewState, ServerMsg};
 use std::sync::{Arc, RwLock};
@@ -47,14 +47,15 @@ struct Shared {
 /// A cheap-to-clone handle on the engine.
 #[derive(Clone)]
 pub struct LiveHandle {
-    events: mpsc::Sender<Vec<Event>>,
+    events: mpsc::Sender<Vec<Committed>>,
     shared: Arc<Shared>,
 }
 
 impl LiveHandle {
-    /// Hands committed events to the engine, waiting if it is behind.
-    pub async fn submit(&self, events: Vec<Event>) {
-        if self.events.send(events).await.is_err() {
+    /// Hands committed events to the engine, waiting if it is behind. Called
+    /// from the store's writer thread (never from async code).
+    pub fn submit_blocking(&self, events: Vec<Committed>) {
+        if self.events.blocking_send(events).is_err() {
             tracing::error!("live engine is gone; events not aggregated");
         }
     }
@@ -124,7 +125,7 @@ struct Engine {
 impl Engine {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Vec<Event>>,
+        mut rx: mpsc::Receiver<Vec<Committed>>,
         tick: Duration,
         shutdown: CancellationToken,
     ) {
@@ -142,11 +143,12 @@ impl Engine {
         }
     }
 
-    fn apply(&mut self, events: &[Event]) {
-        for e in events {
-            let n = self.state.counts.entry(e.event_type).or_insert(0);
+    fn apply(&mut self, events: &[Committed]) {
+        for c in events {
+            let t = c.event.event_type;
+            let n = self.state.counts.entry(t).or_insert(0);
             *n += 1;
-            self.changed.insert(e.event_type, *n);
+            self.changed.insert(t, *n);
         }
     }
 

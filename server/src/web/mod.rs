@@ -27,7 +27,8 @@ pub fn router(state: AppState) -> Router {
     let sfn_context = context.clone();
 
     Router::new()
-        .route("/webhooks/optimizely", post(ingest::post_webhook))
+        .route("/webhooks/optimizely", post(ingest::post_default))
+        .route("/webhooks/optimizely/{source}", post(ingest::post_source))
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

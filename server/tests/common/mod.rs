@@ -5,6 +5,7 @@
 
 use futures_util::StreamExt;
 use mailpulse::config::Config;
+use mailpulse::store::rusqlite;
 use mailpulse_app::protocol::ServerMsg;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub struct TestServer {
+    /// The running server's handles (store, engine, config).
+    pub state: mailpulse::AppState,
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub data_dir: PathBuf,
@@ -42,13 +45,17 @@ impl TestServer {
     pub async fn start_in(data_dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::for_tests(data_dir.clone());
         tweak(&mut config);
+        let config = config.finish().expect("valid test configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(mailpulse::run(config, listener, async {
+        let started = mailpulse::Server::start(config).expect("server starts");
+        let state = started.state().clone();
+        let task = tokio::spawn(started.serve(listener, async {
             let _ = stopped.await;
         }));
         let server = TestServer {
+            state,
             addr,
             http: reqwest::Client::new(),
             data_dir,
@@ -99,6 +106,14 @@ impl TestServer {
             .await
             .expect("websocket connects");
         ws
+    }
+
+    /// Runs a query on the store (read-only).
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> T {
+        self.state.store.read(f).await.expect("query runs")
     }
 
     /// Stops the server gracefully and waits for it to finish.

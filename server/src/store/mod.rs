@@ -1,0 +1,273 @@
+//! The durable store: one SQLite file (`mailpulse.db`) in the data dir, in
+//! WAL mode. All writes go through one writer thread ([`writer`]) that
+//! commits many concurrent requests in one transaction (group commit) and
+//! answers each only once its events are on disk; reads use a small pool of
+//! read-only connections. This module owns the handle the rest of the
+//! server uses; `docs/store.md` describes the schema.
+
+pub mod retention;
+pub mod schema;
+mod writer;
+
+use crate::config::{Config, StoreConfig};
+use crate::ingest::parse::ParsedBatch;
+use crate::live::LiveHandle;
+use r2d2_sqlite::rusqlite::{Connection, OpenFlags};
+use r2d2_sqlite::SqliteConnectionManager;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+pub use r2d2_sqlite::rusqlite;
+pub use writer::{dedup_key, Committed, IngestOutcome};
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "mailpulse.db";
+
+/// Why a write was not done. Either way nothing was committed, so the
+/// client may safely retry.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is busy: {0} requests are already waiting to be written")]
+    Busy(usize),
+    #[error("the store could not commit: {0}")]
+    Failed(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// Counters of the store's work, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub events_accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub quarantined: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_failures: AtomicU64,
+    /// Sum of commit durations, in microseconds.
+    pub commit_micros_total: AtomicU64,
+    pub busy_rejections: AtomicU64,
+}
+
+impl StoreStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
+
+/// A cheap-to-clone handle on the store.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<writer::Cmd>,
+    capacity: usize,
+    reads: ReadPool,
+    pub stats: Arc<StoreStats>,
+    /// Held by the writer for each group; [`Store::pause_writes`] takes it
+    /// to stop writes (for a consistent copy of the file, and in tests).
+    gate: Arc<Mutex<()>>,
+    path: PathBuf,
+}
+
+/// Stops the writer while held. Requests queue meanwhile, and get 503 once
+/// the queue is full.
+pub struct WritePause<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
+
+impl Store {
+    /// Opens (creating and migrating as needed) the store in `config.data_dir`
+    /// and starts its writer thread. Committed events are handed to `live`.
+    pub fn open(config: &Config, live: LiveHandle) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
+        })?;
+        let path = config.data_dir.join(DB_FILE);
+        let mut conn = open_writer(&path, &config.store)?;
+        schema::migrate(&mut conn)?;
+
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|c| c.busy_timeout(Duration::from_secs(5)));
+        let reads = r2d2::Pool::builder()
+            .max_size(4)
+            .min_idle(Some(1))
+            .build(manager)?;
+
+        let capacity = config.ingest.queue_capacity;
+        let (tx, rx) = mpsc::channel(capacity);
+        let stats = Arc::new(StoreStats::default());
+        let gate = Arc::new(Mutex::new(()));
+        writer::spawn(
+            conn,
+            rx,
+            live,
+            stats.clone(),
+            gate.clone(),
+            config.store.max_group_requests,
+        )?;
+        Ok(Store {
+            tx,
+            capacity,
+            reads,
+            stats,
+            gate,
+            path,
+        })
+    }
+
+    /// Stores a parsed batch and answers once it is durably committed.
+    /// Never waits for room in the queue: a full queue is [`StoreError::Busy`].
+    pub async fn ingest(
+        &self,
+        source: Arc<str>,
+        batch: ParsedBatch,
+    ) -> Result<IngestOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let cmd = writer::Cmd::Ingest {
+            source,
+            batch,
+            reply,
+        };
+        match self.tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.busy_rejections.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreError::Busy(self.capacity));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Deletes raw events received before `events_before` and rollups (with
+    /// first-open/click records of finished mailings) before
+    /// `rollups_before` (both ms). Works in small transactions, so ingest
+    /// keeps flowing meanwhile. Returns the number of rows deleted.
+    pub async fn apply_retention(
+        &self,
+        events_before: i64,
+        rollups_before: i64,
+    ) -> Result<u64, StoreError> {
+        let boundary = {
+            let reads = self.reads.clone();
+            tokio::task::spawn_blocking(move || last_id_received_before(&reads, events_before))
+                .await
+                .map_err(|e| StoreError::Failed(e.to_string()))?
+                .map_err(|e| StoreError::Failed(e.to_string()))?
+        };
+        let mut deleted = 0;
+        let mut step = writer::RetentionStep::Events {
+            up_to_id: boundary.unwrap_or(0),
+        };
+        loop {
+            let (reply, answer) = oneshot::channel();
+            self.tx
+                .send(writer::Cmd::Retention {
+                    step: step.clone(),
+                    rollups_before,
+                    reply,
+                })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            let (n, next) = answer.await.map_err(|_| StoreError::Closed)??;
+            deleted += n;
+            match next {
+                Some(s) => step = s,
+                None => break,
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// A read-only connection from the pool (blocking; use from
+    /// `spawn_blocking`).
+    pub fn reader(&self) -> anyhow::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
+        Ok(self.reads.get()?)
+    }
+
+    /// Runs `f` on a pooled read-only connection off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    {
+        let reads = self.reads.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reads.get()?;
+            f(&conn)
+        })
+        .await?
+    }
+
+    /// Stops writes while the returned guard lives.
+    pub fn pause_writes(&self) -> WritePause<'_> {
+        WritePause(self.gate.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Asks the writer to finish what is queued and stop; waits for it.
+    pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.tx.send(writer::Cmd::Shutdown { reply }).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), done).await;
+        }
+    }
+}
+
+/// The writer's connection: WAL, the configured durability, and a busy
+/// timeout for the rare moments a reader holds the WAL.
+fn open_writer(path: &Path, config: &StoreConfig) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open store {}: {e}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        anyhow::bail!("store {} cannot use WAL mode (got {mode})", path.display());
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={}; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; \
+         PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=4000;",
+        config.synchronous.pragma()
+    ))?;
+    Ok(conn)
+}
+
+/// The largest event id received before `cutoff`, found by binary search
+/// over ids (ids grow with arrival, so `received_at` does too, up to the
+/// few ms between a request's arrival and its commit). No index needed.
+fn last_id_received_before(reads: &ReadPool, cutoff: i64) -> anyhow::Result<Option<i64>> {
+    let conn = reads.get()?;
+    let (lo, hi): (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT MIN(id), MAX(id) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let (Some(mut lo), Some(mut hi)) = (lo, hi) else {
+        return Ok(None);
+    };
+    let received_at_or_after = |id: i64| -> anyhow::Result<Option<i64>> {
+        let mut stmt = conn
+            .prepare_cached("SELECT received_at FROM events WHERE id >= ?1 ORDER BY id LIMIT 1")?;
+        let mut rows = stmt.query([id])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        })
+    };
+    if received_at_or_after(lo)?.is_none_or(|t| t >= cutoff) {
+        return Ok(None);
+    }
+    // Invariant: the row at/after lo is older than cutoff; find the last such.
+    while lo < hi {
+        let mid = lo + (hi - lo + 1) / 2;
+        match received_at_or_after(mid)? {
+            Some(t) if t < cutoff => lo = mid,
+            _ => hi = mid - 1,
+        }
+    }
+    Ok(Some(lo))
+}

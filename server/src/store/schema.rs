@@ -1,0 +1,159 @@
+//! The store's schema, as an ordered list of migrations. Each runs once, in
+//! its own transaction, and is recorded in `schema_migrations`; a store
+//! written by a newer mailpulse (an unknown version) is refused rather than
+//! misread. `docs/store.md` documents every table.
+
+use r2d2_sqlite::rusqlite::{params, Connection};
+
+/// `(version, description, SQL)`. Append only; never edit a released one.
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
+    1,
+    "events, quarantine, first opens/clicks, rollups",
+    r#"
+    CREATE TABLE events (
+        id                INTEGER PRIMARY KEY,
+        dedup_key         BLOB NOT NULL UNIQUE,
+        source            TEXT NOT NULL,
+        type              TEXT NOT NULL,
+        type_raw          TEXT NOT NULL,
+        client_id         TEXT,
+        mailing_id        TEXT,
+        recipient_list_id TEXT,
+        recipient_id      TEXT,
+        event_time        INTEGER NOT NULL,
+        time_source       TEXT NOT NULL,
+        received_at       INTEGER NOT NULL,
+        media_type        TEXT,
+        address           TEXT,
+        domain            TEXT,
+        link              TEXT,
+        bounce_category   TEXT,
+        bounce_reason     TEXT,
+        mail_id           TEXT,
+        first_open        INTEGER NOT NULL DEFAULT 0,
+        first_click       INTEGER NOT NULL DEFAULT 0,
+        raw               TEXT NOT NULL
+    );
+    CREATE INDEX events_by_mailing ON events (mailing_id, id);
+
+    CREATE TABLE quarantine (
+        id          INTEGER PRIMARY KEY,
+        source      TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        reason      TEXT NOT NULL,
+        raw         TEXT NOT NULL
+    );
+
+    CREATE TABLE engagement_firsts (
+        mailing_id TEXT NOT NULL,
+        recipient  TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        event_time INTEGER NOT NULL,
+        PRIMARY KEY (mailing_id, recipient, kind)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rollup_minute (
+        mailing_id            TEXT NOT NULL,
+        minute                INTEGER NOT NULL,
+        sent                  INTEGER NOT NULL DEFAULT 0,
+        opens                 INTEGER NOT NULL DEFAULT 0,
+        unique_opens          INTEGER NOT NULL DEFAULT 0,
+        clicks                INTEGER NOT NULL DEFAULT 0,
+        unique_clicks         INTEGER NOT NULL DEFAULT 0,
+        bounces               INTEGER NOT NULL DEFAULT 0,
+        hard_bounces          INTEGER NOT NULL DEFAULT 0,
+        soft_bounces          INTEGER NOT NULL DEFAULT 0,
+        unknown_bounces       INTEGER NOT NULL DEFAULT 0,
+        unsubscribes          INTEGER NOT NULL DEFAULT 0,
+        complaints            INTEGER NOT NULL DEFAULT 0,
+        single_opt_ins        INTEGER NOT NULL DEFAULT 0,
+        confirmed_opt_ins     INTEGER NOT NULL DEFAULT 0,
+        double_opt_ins        INTEGER NOT NULL DEFAULT 0,
+        blocklisted           INTEGER NOT NULL DEFAULT 0,
+        archived              INTEGER NOT NULL DEFAULT 0,
+        filtered_by_blocklist INTEGER NOT NULL DEFAULT 0,
+        other                 INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (mailing_id, minute)
+    ) WITHOUT ROWID;
+    CREATE INDEX rollup_minute_by_time ON rollup_minute (minute);
+
+    CREATE TABLE rollup_bounce_day (
+        mailing_id TEXT NOT NULL,
+        day        INTEGER NOT NULL,
+        domain     TEXT NOT NULL,
+        category   TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        count      INTEGER NOT NULL,
+        PRIMARY KEY (mailing_id, day, domain, category, reason)
+    ) WITHOUT ROWID;
+    "#,
+)];
+
+/// Brings the database to the newest schema.
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<u32> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     INTEGER PRIMARY KEY,
+            description TEXT NOT NULL,
+            applied_at  INTEGER NOT NULL
+        )",
+    )?;
+    let current: u32 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > newest {
+        anyhow::bail!(
+            "the store has schema version {current}, newer than this mailpulse knows ({newest}); \
+             refusing to touch it"
+        );
+    }
+    for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .map_err(|e| anyhow::anyhow!("migration {version} ({description}) failed: {e}"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
+            params![version, description, chrono::Utc::now().timestamp_millis()],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, description, "store migrated");
+    }
+    Ok(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_refuse_newer_stores() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let v = migrate(&mut conn).unwrap();
+        assert_eq!(v, MIGRATIONS.len() as u32);
+        // Running again is a no-op.
+        assert_eq!(migrate(&mut conn).unwrap(), v);
+        let n: u32 = conn
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, v);
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (999, 'future', 0)",
+            [],
+        )
+        .unwrap();
+        assert!(migrate(&mut conn)
+            .unwrap_err()
+            .to_string()
+            .contains("newer"));
+    }
+
+    #[test]
+    fn migration_versions_are_increasing() {
+        for w in MIGRATIONS.windows(2) {
+            assert!(w[0].0 < w[1].0);
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! The single writer: a thread that owns the write connection and commits
+//! queued requests in groups. For each group it opens one transaction,
+//! inserts every request's events (deduplicated by a unique key), records
+//! first opens and clicks, adds to the per-minute rollups, commits (with
+//! `synchronous=FULL`, an fsync), and only then answers the requests and
+//! hands the new events to the live engine. A failed commit answers every
+//! request of the group with an error and stores none of them, so a client
+//! that sees 200 knows its events are on disk, and one that does not may
+//! retry without creating duplicates.
+
+use super::{StoreError, StoreStats};
+use crate::ingest::parse::{Event, ParsedBatch};
+use crate::live::LiveHandle;
+use mailpulse_app::protocol::{BounceKind, Counters, EventType};
+use r2d2_sqlite::rusqlite::{params, Connection, Transaction};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Rows deleted per retention transaction: small enough that ingest,
+/// which shares the writer, never waits long.
+const RETENTION_CHUNK: i64 = 5_000;
+
+pub(crate) enum Cmd {
+    Ingest {
+        source: Arc<str>,
+        batch: ParsedBatch,
+        reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+    },
+    Retention {
+        step: RetentionStep,
+        rollups_before: i64,
+        reply: oneshot::Sender<Result<(u64, Option<RetentionStep>), StoreError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Where a retention pass is; each step is one small transaction.
+#[derive(Clone, Debug)]
+pub(crate) enum RetentionStep {
+    Events { up_to_id: i64 },
+    Rollups,
+    Firsts,
+}
+
+/// What one ingest request achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub quarantined: usize,
+}
+
+/// An event as committed, for the live engine.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub id: i64,
+    pub event: Event,
+    /// First open (for opens) or first click (for clicks) of this recipient
+    /// in this mailing.
+    pub first: bool,
+}
+
+pub(crate) fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Cmd>,
+    live: LiveHandle,
+    stats: Arc<StoreStats>,
+    gate: Arc<Mutex<()>>,
+    max_group: usize,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || {
+            Writer {
+                conn,
+                live,
+                stats,
+                gate,
+                max_group,
+            }
+            .run(rx)
+        })?;
+    Ok(())
+}
+
+struct Writer {
+    conn: Connection,
+    live: LiveHandle,
+    stats: Arc<StoreStats>,
+    gate: Arc<Mutex<()>>,
+    max_group: usize,
+}
+
+struct Pending {
+    source: Arc<str>,
+    batch: ParsedBatch,
+    reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        while let Some(first) = rx.blocking_recv() {
+            let gate = self.gate.clone();
+            let _held = gate.lock().unwrap_or_else(|p| p.into_inner());
+            let mut group = Vec::new();
+            let mut others = Vec::new();
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Cmd::Ingest {
+                        source,
+                        batch,
+                        reply,
+                    } => group.push(Pending {
+                        source,
+                        batch,
+                        reply,
+                    }),
+                    other => others.push(other),
+                }
+                if group.len() < self.max_group && others.is_empty() {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+            for cmd in others {
+                match cmd {
+                    Cmd::Retention {
+                        step,
+                        rollups_before,
+                        reply,
+                    } => {
+                        let res = self
+                            .retention(step, rollups_before)
+                            .map_err(|e| StoreError::Failed(e.to_string()));
+                        let _ = reply.send(res);
+                    }
+                    Cmd::Shutdown { reply } => {
+                        tracing::info!("store writer stopped");
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Cmd::Ingest { .. } => unreachable!("ingests are grouped above"),
+                }
+            }
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Pending>) {
+        let started = Instant::now();
+        let result = (|| -> anyhow::Result<(Vec<IngestOutcome>, Vec<Committed>)> {
+            let tx = self.conn.transaction()?;
+            let mut outcomes = Vec::with_capacity(group.len());
+            let mut committed = Vec::new();
+            let mut rollups = Rollups::default();
+            for p in &group {
+                outcomes.push(insert_batch(
+                    &tx,
+                    &p.source,
+                    &p.batch,
+                    &mut committed,
+                    &mut rollups,
+                )?);
+            }
+            rollups.write(&tx)?;
+            tx.commit()?;
+            Ok((outcomes, committed))
+        })();
+        let micros = started.elapsed().as_micros() as u64;
+        match result {
+            Ok((outcomes, committed)) => {
+                let s = &self.stats;
+                s.commits.fetch_add(1, Ordering::Relaxed);
+                s.commit_micros_total.fetch_add(micros, Ordering::Relaxed);
+                for o in &outcomes {
+                    s.events_accepted
+                        .fetch_add(o.accepted as u64, Ordering::Relaxed);
+                    s.duplicates
+                        .fetch_add(o.duplicates as u64, Ordering::Relaxed);
+                    s.quarantined
+                        .fetch_add(o.quarantined as u64, Ordering::Relaxed);
+                }
+                // Hand-off first, so a client that saw 200 and then looks at
+                // the dashboard finds its events on the next tick.
+                if !committed.is_empty() {
+                    self.live.submit_blocking(committed);
+                }
+                for (p, o) in group.into_iter().zip(outcomes) {
+                    let _ = p.reply.send(Ok(o));
+                }
+            }
+            Err(e) => {
+                self.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, requests = group.len(), "store commit failed; requests answered 503");
+                for p in group {
+                    let _ = p.reply.send(Err(StoreError::Failed(e.to_string())));
+                }
+            }
+        }
+    }
+
+    fn retention(
+        &mut self,
+        step: RetentionStep,
+        rollups_before: i64,
+    ) -> anyhow::Result<(u64, Option<RetentionStep>)> {
+        let tx = self.conn.transaction()?;
+        let result = match step {
+            RetentionStep::Events { up_to_id } => {
+                let n = tx.execute(
+                    "DELETE FROM events WHERE id IN \
+                     (SELECT id FROM events WHERE id <= ?1 ORDER BY id LIMIT ?2)",
+                    params![up_to_id, RETENTION_CHUNK],
+                )? as u64;
+                let next = if n as i64 == RETENTION_CHUNK {
+                    RetentionStep::Events { up_to_id }
+                } else {
+                    RetentionStep::Rollups
+                };
+                (n, Some(next))
+            }
+            RetentionStep::Rollups => {
+                let minute = rollups_before.div_euclid(60_000);
+                let day = rollups_before.div_euclid(86_400_000);
+                let n = tx.execute(
+                    "DELETE FROM rollup_minute WHERE minute < ?1",
+                    params![minute],
+                )? + tx
+                    .execute("DELETE FROM rollup_bounce_day WHERE day < ?1", params![day])?;
+                (n as u64, Some(RetentionStep::Firsts))
+            }
+            RetentionStep::Firsts => {
+                // First opens/clicks of mailings with no rollup left: those
+                // mailings ended before the rollup horizon.
+                let n = tx.execute(
+                    "DELETE FROM engagement_firsts WHERE mailing_id NOT IN \
+                     (SELECT DISTINCT mailing_id FROM rollup_minute) \
+                     AND event_time < ?1",
+                    params![rollups_before],
+                )?;
+                (n as u64, None)
+            }
+        };
+        tx.commit()?;
+        Ok(result)
+    }
+}
+
+/// The composite deduplication key, hashed to 16 bytes: (source, type,
+/// client, mailing, recipient list, recipient, event time, link, bounce
+/// category). Fields are length-prefixed so no two tuples collide by
+/// concatenation.
+pub fn dedup_key(source: &str, e: &Event) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    let mut field = |v: Option<&str>| match v {
+        Some(s) => {
+            h.update(&(s.len() as u64 + 1).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        None => {
+            h.update(&0u64.to_le_bytes());
+        }
+    };
+    field(Some(source));
+    field(Some(&e.type_raw));
+    field(e.client_id.as_deref());
+    field(e.mailing_id.as_deref());
+    field(e.recipient_list_id.as_deref());
+    field(e.recipient_key());
+    field(Some(&e.event_time.to_string()));
+    field(e.link.as_deref());
+    field(e.bounce_category.map(BounceKind::as_str));
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    out
+}
+
+fn insert_batch(
+    tx: &Transaction<'_>,
+    source: &str,
+    batch: &ParsedBatch,
+    committed: &mut Vec<Committed>,
+    rollups: &mut Rollups,
+) -> anyhow::Result<IngestOutcome> {
+    let mut insert_event = tx.prepare_cached(
+        "INSERT OR IGNORE INTO events (dedup_key, source, type, type_raw, client_id, mailing_id, \
+         recipient_list_id, recipient_id, event_time, time_source, received_at, media_type, \
+         address, domain, link, bounce_category, bounce_reason, mail_id, first_open, first_click, raw) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+    )?;
+    let mut insert_first = tx.prepare_cached(
+        "INSERT OR IGNORE INTO engagement_firsts (mailing_id, recipient, kind, event_time) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut insert_quarantine = tx.prepare_cached(
+        "INSERT INTO quarantine (source, received_at, reason, raw) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut accepted = 0;
+    for e in &batch.events {
+        // A duplicate event never adds a first: the original already did.
+        let first = match (e.event_type, e.mailing_id.as_deref(), e.recipient_key()) {
+            (t @ (EventType::Open | EventType::Click), Some(m), Some(r)) => {
+                insert_first.execute(params![m, r, t.as_str(), e.event_time])? == 1
+            }
+            _ => false,
+        };
+        let key = dedup_key(source, e);
+        let inserted = insert_event.execute(params![
+            &key[..],
+            source,
+            e.event_type.as_str(),
+            e.type_raw,
+            e.client_id,
+            e.mailing_id,
+            e.recipient_list_id,
+            e.recipient_id,
+            e.event_time,
+            e.time_source.as_str(),
+            e.received_at,
+            e.media_type,
+            e.address,
+            e.domain,
+            e.link,
+            e.bounce_category.map(BounceKind::as_str),
+            e.bounce_reason,
+            e.mail_id,
+            first && e.event_type == EventType::Open,
+            first && e.event_type == EventType::Click,
+            e.raw,
+        ])?;
+        if inserted == 1 {
+            accepted += 1;
+            rollups.add(e, first);
+            let mut event = e.clone();
+            // The live engine never needs the raw text; don't carry it.
+            event.raw = String::new();
+            committed.push(Committed {
+                id: tx.last_insert_rowid(),
+                event,
+                first,
+            });
+        }
+    }
+    for q in &batch.quarantined {
+        insert_quarantine.execute(params![source, q.received_at, q.reason, q.raw])?;
+    }
+    Ok(IngestOutcome {
+        accepted,
+        duplicates: batch.events.len() - accepted,
+        quarantined: batch.quarantined.len(),
+    })
+}
+
+/// Rollup increments of one group, written once per key at commit.
+#[derive(Default)]
+struct Rollups {
+    minutes: HashMap<(String, i64), Counters>,
+    bounces: HashMap<(String, i64, String, &'static str, String), u64>,
+}
+
+impl Rollups {
+    fn add(&mut self, e: &Event, first: bool) {
+        let mailing = e.mailing_id.clone().unwrap_or_default();
+        let minute = e.event_time.div_euclid(60_000);
+        self.minutes
+            .entry((mailing.clone(), minute))
+            .or_default()
+            .count(e.event_type, first, e.bounce_category);
+        if e.event_type == EventType::Bounce {
+            let key = (
+                mailing,
+                e.event_time.div_euclid(86_400_000),
+                e.domain.clone().unwrap_or_default(),
+                e.bounce_category.unwrap_or(BounceKind::Unknown).as_str(),
+                e.bounce_reason.clone().unwrap_or_default(),
+            );
+            *self.bounces.entry(key).or_default() += 1;
+        }
+    }
+
+    fn write(&self, tx: &Transaction<'_>) -> anyhow::Result<()> {
+        let cols = Counters::FIELDS.join(", ");
+        let placeholders = (3..3 + Counters::FIELDS.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let updates = Counters::FIELDS
+            .iter()
+            .map(|c| format!("{c} = {c} + excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut minute = tx.prepare_cached(&format!(
+            "INSERT INTO rollup_minute (mailing_id, minute, {cols}) VALUES (?1, ?2, {placeholders}) \
+             ON CONFLICT (mailing_id, minute) DO UPDATE SET {updates}"
+        ))?;
+        for ((mailing, m), c) in &self.minutes {
+            let values = c.to_array().map(|n| n as i64);
+            let mut params: Vec<&dyn r2d2_sqlite::rusqlite::ToSql> = vec![mailing, m];
+            params.extend(
+                values
+                    .iter()
+                    .map(|v| v as &dyn r2d2_sqlite::rusqlite::ToSql),
+            );
+            minute.execute(params.as_slice())?;
+        }
+        let mut bounce = tx.prepare_cached(
+            "INSERT INTO rollup_bounce_day (mailing_id, day, domain, category, reason, count) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (mailing_id, day, domain, category, reason) DO UPDATE SET count = count + excluded.count",
+        )?;
+        for ((mailing, day, domain, category, reason), n) in &self.bounces {
+            bounce.execute(params![mailing, day, domain, category, reason, *n as i64])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::parse::parse_body;
+
+    fn event(json: &str) -> Event {
+        parse_body(json.as_bytes(), 1_767_000_000_000)
+            .unwrap()
+            .events
+            .remove(0)
+    }
+
+    #[test]
+    fn dedup_key_covers_the_composite_fields() {
+        let base = event(
+            r#"{"type":"click","mailingId":1,"recipientId":"r","timestamp":1766999000,"link":"a"}"#,
+        );
+        let same = event(
+            r#"{"type":"CLICK","mailing_id":"1","recipientId":"r","timestamp":1766999000000,"link":"a","extra":1}"#,
+        );
+        assert_eq!(dedup_key("default", &base), dedup_key("default", &same));
+        for other in [
+            r#"{"type":"click","mailingId":2,"recipientId":"r","timestamp":1766999000,"link":"a"}"#,
+            r#"{"type":"click","mailingId":1,"recipientId":"s","timestamp":1766999000,"link":"a"}"#,
+            r#"{"type":"click","mailingId":1,"recipientId":"r","timestamp":1766999001,"link":"a"}"#,
+            r#"{"type":"click","mailingId":1,"recipientId":"r","timestamp":1766999000,"link":"b"}"#,
+            r#"{"type":"open","mailingId":1,"recipientId":"r","timestamp":1766999000,"link":"a"}"#,
+            r#"{"type":"click","mailingId":1,"recipientId":"r","timestamp":1766999000,"link":"a","userListId":3}"#,
+        ] {
+            assert_ne!(
+                dedup_key("default", &base),
+                dedup_key("default", &event(other)),
+                "{other}"
+            );
+        }
+        assert_ne!(dedup_key("default", &base), dedup_key("eu", &base));
+        // Length prefixes: ("ab", "c") differs from ("a", "bc").
+        let a =
+            event(r#"{"type":"sent","mailingId":"ab","recipientId":"c","timestamp":1766999000}"#);
+        let b =
+            event(r#"{"type":"sent","mailingId":"a","recipientId":"bc","timestamp":1766999000}"#);
+        assert_ne!(dedup_key("s", &a), dedup_key("s", &b));
+    }
+}

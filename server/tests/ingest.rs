@@ -1,0 +1,478 @@
+//! Webhook ingest over real HTTP: every answer the front door gives, and
+//! that what was answered 200 is stored exactly once, across restarts.
+
+mod common;
+
+use common::TestServer;
+use mailpulse::config::{Secret, SourceAuth, SourceConfig};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const HOOK: &str = "/webhooks/optimizely";
+
+fn events(prefix: &str, n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| {
+                json!({
+                    "type": "sent",
+                    "clientId": 7,
+                    "mailingId": 1001,
+                    "recipientId": format!("{prefix}-{i}"),
+                    "timestamp": 1_766_999_000_000i64 + i as i64,
+                    "mediaTypesToAddresses": {"EMAIL": format!("{prefix}{i}@example.com")}
+                })
+            })
+            .collect(),
+    )
+}
+
+async fn count(server: &TestServer, sql: &'static str) -> i64 {
+    server
+        .query(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?))
+        .await
+}
+
+async fn error_of(resp: reqwest::Response) -> (u16, String, String) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("error bodies are JSON");
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_string(),
+        body["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn receipt_counts_accepted_duplicates_and_quarantined() {
+    let server = TestServer::start().await;
+    let mut batch = events("r", 5);
+    batch.as_array_mut().unwrap().push(json!(42));
+    batch.as_array_mut().unwrap().push(json!({"no": "type"}));
+    let r = server.post_json(HOOK, &batch, &[]).await;
+    assert_eq!(r.status(), 200);
+    let receipt: Value = r.json().await.unwrap();
+    assert_eq!(
+        receipt,
+        json!({"accepted": 5, "duplicates": 0, "quarantined": 2})
+    );
+
+    // The same batch again: nothing new is stored, the duplicates are counted.
+    let again: Value = server
+        .post_json(HOOK, &batch, &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        json!({"accepted": 0, "duplicates": 5, "quarantined": 2})
+    );
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 5);
+    // Quarantined items are kept with their reason and raw text.
+    let rows: Vec<(String, String)> = server
+        .query(|c| {
+            let mut s = c.prepare("SELECT reason, raw FROM quarantine ORDER BY id")?;
+            let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await;
+    assert_eq!(rows.len(), 4);
+    assert!(rows[0].0.contains("a number"));
+    assert_eq!(rows[0].1, "42");
+    assert!(rows[1].0.contains("no `type`"));
+    assert_eq!(rows[1].1, r#"{"no":"type"}"#);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stored_events_keep_raw_json_and_parsed_columns() {
+    let server = TestServer::start().await;
+    let body = json!({"type": "Bounce", "mailingId": "55", "recipientId": 9, "userListId": 3,
+        "eventTime": "2025-12-29T09:03:20Z", "bounceCategory": "hardbounce", "reason": "other",
+        "mediaTypesToAddresses": {"EMAIL": "Ann@Mail.Example.org"}, "vendor": {"x": [1, "ü"]}});
+    let r = server.post_json(HOOK, &body, &[]).await;
+    assert_eq!(r.status(), 200);
+    let row: Vec<Option<String>> = server
+        .query(|c| {
+            Ok(c.query_row(
+                "SELECT type, mailing_id, recipient_id, recipient_list_id, domain, bounce_category, \
+                 bounce_reason, time_source, CAST(event_time AS TEXT), raw FROM events",
+                [],
+                |r| (0..10).map(|i| r.get(i)).collect(),
+            )?)
+        })
+        .await;
+    let row: Vec<&str> = row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
+    assert_eq!(
+        &row[..9],
+        &[
+            "bounce",
+            "55",
+            "9",
+            "3",
+            "mail.example.org",
+            "hard",
+            "other",
+            "payload",
+            "1766999000000"
+        ]
+    );
+    let raw: Value = serde_json::from_str(row[9]).unwrap();
+    assert_eq!(raw["vendor"]["x"][1], "ü");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unique_openers_are_exact() {
+    let server = TestServer::start().await;
+    let open =
+        |r: &str, t: i64| json!({"type": "open", "mailingId": 1, "recipientId": r, "timestamp": t});
+    let body = json!([open("a", 1_766_999_000), open("a", 1_766_999_100), open("b", 1_766_999_200),
+        {"type": "click", "mailingId": 1, "recipientId": "a", "timestamp": 1_766_999_300, "link": "x"},
+        {"type": "click", "mailingId": 1, "recipientId": "a", "timestamp": 1_766_999_400, "link": "y"},
+        open("a", 1_766_999_500)]);
+    let receipt: Value = server
+        .post_json(HOOK, &body, &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(receipt["accepted"], 6);
+    assert_eq!(
+        count(&server, "SELECT SUM(first_open) FROM events").await,
+        2
+    );
+    assert_eq!(
+        count(&server, "SELECT SUM(first_click) FROM events").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &server,
+            "SELECT SUM(opens) * 100 + SUM(unique_opens) FROM rollup_minute"
+        )
+        .await,
+        402
+    );
+    // Later batches do not re-count a recipient.
+    server
+        .post_json(HOOK, &json!([open("b", 1_766_999_900)]), &[])
+        .await;
+    assert_eq!(
+        count(&server, "SELECT SUM(first_open) FROM events").await,
+        2
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_refusal_has_its_status_and_a_json_reason() {
+    let server = TestServer::start_with(|c| {
+        c.ingest.max_body_bytes = 2_000;
+        c.sources.insert(
+            "keyed".into(),
+            SourceConfig {
+                auth: SourceAuth::Key {
+                    header: "X-Opti-Key".into(),
+                    secrets: vec![Secret::new("old-key"), Secret::new("new-key")],
+                },
+                allow_ips: vec![],
+                trusted_proxies: vec![],
+            },
+        );
+        c.sources.insert(
+            "basic".into(),
+            SourceConfig {
+                auth: SourceAuth::Basic {
+                    username: "opti".into(),
+                    passwords: vec![Secret::new("pw")],
+                },
+                allow_ips: vec![],
+                trusted_proxies: vec![],
+            },
+        );
+        c.sources.insert(
+            "fenced".into(),
+            SourceConfig {
+                auth: SourceAuth::None,
+                allow_ips: vec!["193.169.180.1/32".parse().unwrap()],
+                trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+            },
+        );
+    })
+    .await;
+    let one = json!({"type": "sent", "recipientId": "x"});
+
+    // 400: malformed JSON, and JSON with no event.
+    let r = server
+        .http
+        .post(server.url(HOOK))
+        .header("content-type", "application/json")
+        .body("[{\"type\":")
+        .send()
+        .await
+        .unwrap();
+    let (s, code, msg) = error_of(r).await;
+    assert_eq!((s, code.as_str()), (400, "bad_request"));
+    assert!(msg.contains("not valid JSON"), "{msg}");
+    let (s, _, msg) = error_of(server.post_json(HOOK, &json!("hello"), &[]).await).await;
+    assert_eq!(s, 400);
+    assert!(msg.contains("a string"), "{msg}");
+
+    // 401: key auth, both rotation keys work; a wrong or missing key does not.
+    let keyed = format!("{HOOK}/keyed");
+    for (headers, want) in [
+        (vec![("x-opti-key", "old-key")], 200),
+        (vec![("x-opti-key", "new-key")], 200),
+        (vec![("x-opti-key", "other")], 401),
+        (vec![], 401),
+    ] {
+        let r = server.post_json(&keyed, &one, &headers).await;
+        assert_eq!(r.status().as_u16(), want, "{headers:?}");
+        if want == 401 {
+            let (_, code, msg) = error_of(r).await;
+            assert_eq!(code, "unauthorized");
+            assert!(!msg.contains("old-key") && !msg.contains("other"));
+        }
+    }
+    // 401: basic auth.
+    let basic = format!("{HOOK}/basic");
+    let good = server
+        .http
+        .post(server.url(&basic))
+        .basic_auth("opti", Some("pw"))
+        .json(&one)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 200);
+    let bad = server
+        .http
+        .post(server.url(&basic))
+        .basic_auth("opti", Some("nope"))
+        .json(&one)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(bad).await.0, 401);
+
+    // 403: not on the allow-list; the trusted proxy's X-Forwarded-For counts.
+    let fenced = format!("{HOOK}/fenced");
+    let (s, code, msg) = error_of(server.post_json(&fenced, &one, &[]).await).await;
+    assert_eq!((s, code.as_str()), (403, "forbidden"));
+    assert!(msg.contains("127.0.0.1"), "{msg}");
+    let via_proxy = server
+        .post_json(&fenced, &one, &[("x-forwarded-for", "193.169.180.1")])
+        .await;
+    assert_eq!(via_proxy.status(), 200);
+
+    // 404: unknown source.
+    let (s, _, msg) = error_of(server.post_json(&format!("{HOOK}/nope"), &one, &[]).await).await;
+    assert_eq!(s, 404);
+    assert!(msg.contains("nope"));
+
+    // 413: over the configured limit, with or without a content length.
+    let (s, code, msg) = error_of(server.post_json(HOOK, &events("big", 30), &[]).await).await;
+    assert_eq!((s, code.as_str()), (413, "payload_too_large"));
+    assert!(msg.contains("2000"), "{msg}");
+    let chunks =
+        futures_util::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![b' '; 500])));
+    let streamed = server
+        .http
+        .post(server.url(HOOK))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(streamed).await.0, 413);
+
+    // 415: not JSON.
+    let r = server
+        .http
+        .post(server.url(HOOK))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("type=sent")
+        .send()
+        .await
+        .unwrap();
+    let (s, code, msg) = error_of(r).await;
+    assert_eq!((s, code.as_str()), (415, "unsupported_media_type"));
+    assert!(msg.contains("application/json"), "{msg}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn full_store_queue_answers_503_with_retry_after_and_loses_nothing() {
+    let server = TestServer::start_with(|c| c.ingest.queue_capacity = 2).await;
+    let pause = server.state.store.pause_writes();
+    let mut pending = Vec::new();
+    let mut refused = None;
+    for i in 0..10 {
+        let http = server.http.clone();
+        let url = server.url(HOOK);
+        let body = events(&format!("q{i}"), 3);
+        let req = tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if req.is_finished() {
+            refused = Some(req.await.unwrap());
+            break;
+        }
+        pending.push(req);
+    }
+    let refused = refused.expect("a request is refused once the queue is full");
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let (_, code, msg) = error_of(refused).await;
+    assert_eq!(code, "unavailable");
+    assert!(msg.contains("busy"), "{msg}");
+    // Writer (1) + queue (2) hold the waiting requests.
+    assert_eq!(pending.len(), 3);
+    drop(pause);
+    for p in pending {
+        assert_eq!(p.await.unwrap().status(), 200);
+    }
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 9);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_senders_all_stored_once() {
+    let server = TestServer::start().await;
+    let mut senders = Vec::new();
+    for s in 0..50 {
+        let http = server.http.clone();
+        let url = server.url(HOOK);
+        senders.push(tokio::spawn(async move {
+            let mut accepted = 0;
+            for b in 0..10 {
+                let body = events(&format!("s{s}b{b}"), 10);
+                let r: Value = http
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                accepted += r["accepted"].as_u64().unwrap();
+                // Every other batch is re-sent: at-least-once delivery.
+                if b % 2 == 0 {
+                    let again: Value = http
+                        .post(&url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    assert_eq!(again["duplicates"], 10);
+                }
+            }
+            accepted
+        }));
+    }
+    let mut total = 0;
+    for s in senders {
+        total += s.await.unwrap();
+    }
+    assert_eq!(total, 5_000);
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 5_000);
+    assert_eq!(
+        count(&server, "SELECT COUNT(DISTINCT recipient_id) FROM events").await,
+        5_000
+    );
+    assert_eq!(
+        count(&server, "SELECT SUM(sent) FROM rollup_minute").await,
+        5_000
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn restart_keeps_deduplication() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = events("restart", 20);
+    let first = TestServer::start_in(dir.path().to_path_buf(), |_| {}).await;
+    let r: Value = first
+        .post_json(HOOK, &batch, &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["accepted"], 20);
+    first.stop().await;
+
+    let second = TestServer::start_in(dir.path().to_path_buf(), |_| {}).await;
+    let r: Value = second
+        .post_json(HOOK, &batch, &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        json!({"accepted": 0, "duplicates": 20, "quarantined": 0})
+    );
+    assert_eq!(count(&second, "SELECT COUNT(*) FROM events").await, 20);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_old_events_and_rollups() {
+    let server = TestServer::start().await;
+    server.post_json(HOOK, &events("old", 12), &[]).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    // Nothing is old enough yet.
+    let n = server
+        .state
+        .store
+        .apply_retention(now - 86_400_000, 0)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 12);
+    // Move the horizon past them: raw events go; rollups stay (longer horizon).
+    let n = server
+        .state
+        .store
+        .apply_retention(now + 1_000, 0)
+        .await
+        .unwrap();
+    assert_eq!(n, 12);
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 0);
+    assert_eq!(
+        count(&server, "SELECT SUM(sent) FROM rollup_minute").await,
+        12
+    );
+    // Then the rollups.
+    server
+        .state
+        .store
+        .apply_retention(now + 1_000, now + 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&server, "SELECT COUNT(*) FROM rollup_minute").await,
+        0
+    );
+    // Dedup is per stored event: a resend after retention is stored again.
+    let r: Value = server
+        .post_json(HOOK, &events("old", 12), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["accepted"], 12);
+    server.stop().await;
+}
