@@ -70,6 +70,7 @@ pub struct Store {
     /// to stop writes (for a consistent copy of the file, and in tests).
     gate: Arc<Mutex<()>>,
     path: PathBuf,
+    stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Stops the writer while held. Requests queue meanwhile, and get 503 once
@@ -99,6 +100,8 @@ impl Store {
         let (tx, rx) = mpsc::channel(capacity);
         let stats = Arc::new(StoreStats::default());
         let gate = Arc::new(Mutex::new(()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        checkpointer(&path, &config.store, stop.clone())?;
         writer::spawn(
             conn,
             rx,
@@ -114,6 +117,7 @@ impl Store {
             stats,
             gate,
             path,
+            stop_checkpoints: stop,
         })
     }
 
@@ -125,9 +129,11 @@ impl Store {
         batch: ParsedBatch,
     ) -> Result<IngestOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let keys = batch.events.iter().map(|e| dedup_key(&source, e)).collect();
         let cmd = writer::Cmd::Ingest {
             source,
             batch,
+            keys,
             reply,
         };
         match self.tx.try_send(cmd) {
@@ -212,6 +218,7 @@ impl Store {
 
     /// Asks the writer to finish what is queued and stop; waits for it.
     pub async fn close(&self) {
+        self.stop_checkpoints.store(true, Ordering::Relaxed);
         let (reply, done) = oneshot::channel();
         if self.tx.send(writer::Cmd::Shutdown { reply }).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(30), done).await;
@@ -220,7 +227,9 @@ impl Store {
 }
 
 /// The writer's connection: WAL, the configured durability, and a busy
-/// timeout for the rare moments a reader holds the WAL.
+/// timeout for the rare moments a reader holds the WAL. Automatic
+/// checkpoints are off: [`checkpointer`] runs them on another thread, so
+/// copying pages back into the database never stalls a commit.
 fn open_writer(path: &Path, config: &StoreConfig) -> anyhow::Result<Connection> {
     let conn = Connection::open(path)
         .map_err(|e| anyhow::anyhow!("cannot open store {}: {e}", path.display()))?;
@@ -229,12 +238,36 @@ fn open_writer(path: &Path, config: &StoreConfig) -> anyhow::Result<Connection> 
     if !mode.eq_ignore_ascii_case("wal") {
         anyhow::bail!("store {} cannot use WAL mode (got {mode})", path.display());
     }
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous={}; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; \
-         PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=4000;",
-        config.synchronous.pragma()
-    ))?;
+    conn.pragma_update(None, "synchronous", config.synchronous.pragma())?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // After a checkpoint resets the WAL, trim the file back to 64 MiB.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(conn)
+}
+
+/// Copies committed WAL pages back into the database every half second
+/// (passive: never blocks the writer or readers). The writer then restarts
+/// the WAL from its beginning, so it stays small.
+fn checkpointer(
+    path: &Path,
+    config: &StoreConfig,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", config.synchronous.pragma())?;
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(500));
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "store checkpoint failed; will retry");
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// The largest event id received before `cutoff`, found by binary search

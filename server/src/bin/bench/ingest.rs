@@ -1,0 +1,234 @@
+//! Ingest throughput and latency: a bare axum handler (the ceiling), then
+//! mailpulse's durable ingest with single-event POSTs and 100-event batches,
+//! all driven by the same load generator, then latency at half the peak.
+
+use crate::loadgen::{self, BodyFn, Load, Outcome};
+use crate::proc::{own_cpu_seconds, Server};
+use crate::report::{ms, Section};
+use crate::Opts;
+use bytes::Bytes;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SINGLE_CONNS: usize = 64;
+const BATCH_CONNS: usize = 16;
+
+/// One Optimizely-shaped event, unique by `n`; a mix of types so first
+/// opens and clicks are exercised too.
+pub fn event_json(run: &str, n: u64, out: &mut String) {
+    use std::fmt::Write;
+    let kind = match n % 10 {
+        0..=6 => "sent",
+        7 | 8 => "open",
+        _ => "click",
+    };
+    let ts = 1_767_000_000_000u64 + n;
+    let _ = write!(
+        out,
+        r#"{{"type":"{kind}","clientId":7,"mailingId":4711,"userListId":12,"recipientId":"{run}-{n}","timestamp":{ts},"mediaTypesToAddresses":{{"EMAIL":"user{n}@example.com"}}{link}}}"#,
+        link = if kind == "click" {
+            r#","link":"https://example.com/offer""#
+        } else {
+            ""
+        }
+    );
+}
+
+pub fn single(run: &'static str) -> BodyFn {
+    Arc::new(move |n| {
+        let mut s = String::with_capacity(256);
+        event_json(run, n, &mut s);
+        Bytes::from(s)
+    })
+}
+
+pub fn batch(run: &'static str, size: u64) -> BodyFn {
+    Arc::new(move |n| {
+        let mut s = String::with_capacity(256 * size as usize);
+        s.push('[');
+        for i in 0..size {
+            if i > 0 {
+                s.push(',');
+            }
+            event_json(run, n * size + i, &mut s);
+        }
+        s.push(']');
+        Bytes::from(s)
+    })
+}
+
+struct Measured {
+    out: Outcome,
+    server_cpu: f64,
+    gen_cpu: f64,
+}
+
+async fn measure(server: &Server, load: Load) -> anyhow::Result<Measured> {
+    let (s0, g0) = (server.cpu_seconds(), own_cpu_seconds());
+    let secs = load.duration.as_secs_f64();
+    let out = loadgen::run(load).await?;
+    Ok(Measured {
+        out,
+        server_cpu: (server.cpu_seconds() - s0) / secs,
+        gen_cpu: (own_cpu_seconds() - g0) / secs,
+    })
+}
+
+fn load(server: &Server, conns: usize, secs: f64, rate: Option<f64>, body: BodyFn) -> Load {
+    Load {
+        addr: server.addr,
+        path: "/webhooks/optimizely".into(),
+        connections: conns,
+        duration: Duration::from_secs_f64(secs),
+        rate,
+        body,
+        headers: vec![("content-type".into(), "application/json".into())],
+    }
+}
+
+pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
+    let secs = opts.seconds;
+    let warm = (secs / 5.0).max(1.0);
+
+    // The ceiling: the same generator against a handler that only reads the
+    // body and answers 200.
+    let ceiling = Server::start({
+        let mut c = Command::new(std::env::current_exe()?);
+        c.arg("ceiling-server");
+        c
+    })?;
+    loadgen::run(load(&ceiling, SINGLE_CONNS, warm, None, single("w"))).await?;
+    let ceil = measure(
+        &ceiling,
+        load(&ceiling, SINGLE_CONNS, secs, None, single("c")),
+    )
+    .await?;
+    ceiling.stop();
+
+    let dir = tempfile::tempdir()?;
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MAILPULSE_"))
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = Server::mailpulse(&opts.mailpulse, dir.path(), &env)?;
+    server.wait_ready().await?;
+    loadgen::run(load(&server, SINGLE_CONNS, warm, None, single("w1"))).await?;
+    let one = measure(
+        &server,
+        load(&server, SINGLE_CONNS, secs, None, single("s1")),
+    )
+    .await?;
+    let hundred = measure(
+        &server,
+        load(&server, BATCH_CONNS, secs, None, batch("b1", 100)),
+    )
+    .await?;
+    let half_one_rate = one.out.rps() / 2.0;
+    let half_one = measure(
+        &server,
+        load(
+            &server,
+            SINGLE_CONNS,
+            secs,
+            Some(half_one_rate),
+            single("h1"),
+        ),
+    )
+    .await?;
+    let half_hundred_rate = hundred.out.rps() / 2.0;
+    let half_hundred = measure(
+        &server,
+        load(
+            &server,
+            BATCH_CONNS,
+            secs,
+            Some(half_hundred_rate),
+            batch("h100", 100),
+        ),
+    )
+    .await?;
+    let db_bytes = std::fs::metadata(dir.path().join("mailpulse.db")).map_or(0, |m| m.len());
+    let rss = server.rss_bytes();
+    server.stop();
+
+    let ceiling_rps = ceil.out.rps();
+    let mut s = Section::new(
+        "Ingest throughput (issue 3)",
+        format!(
+            "Closed loop: {SINGLE_CONNS} keep-alive connections for single events, \
+             {BATCH_CONNS} for 100-event batches, {secs:.0} s each after a {warm:.0} s warm-up. \
+             Every event is unique (no duplicates), a mix of sent/open/click. mailpulse runs \
+             with its defaults: `synchronous=FULL` (an fsync per group commit). The load \
+             generator shares the machine's cores with the server, for the ceiling and for \
+             mailpulse alike; CPU columns are cores used (1.0 = one core)."
+        ),
+        &[
+            "run",
+            "requests/s",
+            "events/s",
+            "p50",
+            "p99",
+            "server CPU",
+            "loadgen CPU",
+            "errors",
+            "vs ceiling / target",
+        ],
+    );
+    let row = |name: &str, m: &Measured, per: f64, verdict: String| {
+        vec![
+            name.to_string(),
+            format!("{:.0}", m.out.rps()),
+            format!("{:.0}", m.out.rps() * per),
+            ms(m.out.p(0.5)),
+            ms(m.out.p(0.99)),
+            format!("{:.2}", m.server_cpu),
+            format!("{:.2}", m.gen_cpu),
+            m.out.failed.to_string(),
+            verdict,
+        ]
+    };
+    s.row(row(
+        "bare axum handler (ceiling)",
+        &ceil,
+        1.0,
+        "100%".into(),
+    ));
+    s.row(row(
+        "mailpulse, 1 event per POST",
+        &one,
+        1.0,
+        format!(
+            "{:.0}% of ceiling (target ≥ 50%)",
+            100.0 * one.out.rps() / ceiling_rps
+        ),
+    ));
+    s.row(row(
+        "mailpulse, 100 events per POST",
+        &hundred,
+        100.0,
+        format!(
+            "{:.0} events/s (target ≥ 200,000)",
+            hundred.out.rps() * 100.0
+        ),
+    ));
+    s.row(row(
+        &format!("mailpulse, 1 event, open loop at {half_one_rate:.0}/s (half peak)"),
+        &half_one,
+        1.0,
+        format!("p99 {} (target < 20 ms)", ms(half_one.out.p(0.99))),
+    ));
+    s.row(row(
+        &format!("mailpulse, 100 events, open loop at {half_hundred_rate:.0}/s (half peak)"),
+        &half_hundred,
+        100.0,
+        format!("p99 {} (target < 20 ms)", ms(half_hundred.out.p(0.99))),
+    ));
+    s.note(format!(
+        "Store after the run: {:.1} MB for {} events; server resident memory {:.0} MB.",
+        db_bytes as f64 / 1e6,
+        one.out.ok + half_one.out.ok + (hundred.out.ok + half_hundred.out.ok) * 100,
+        rss as f64 / 1e6
+    ));
+    Ok(s)
+}

@@ -1,0 +1,142 @@
+//! The HTTP load generator shared by every benchmark: keep-alive HTTP/1.1
+//! connections on loopback, either closed-loop (each connection sends as
+//! fast as answers come: peak throughput) or open-loop at a fixed rate
+//! (latency measured from each request's *scheduled* time, so a stalled
+//! server is not hidden by the generator waiting for it).
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Makes the body of request number `n` (unique per request, so the
+/// server never sees duplicates unless asked to).
+pub type BodyFn = Arc<dyn Fn(u64) -> Bytes + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Load {
+    pub addr: SocketAddr,
+    pub path: String,
+    pub connections: usize,
+    pub duration: Duration,
+    /// Requests per second across all connections; `None` = closed loop.
+    pub rate: Option<f64>,
+    pub body: BodyFn,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub ok: u64,
+    pub failed: u64,
+    pub elapsed: Duration,
+    /// Latency of successful requests, in microseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl Outcome {
+    pub fn rps(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+    pub fn p(&self, q: f64) -> Duration {
+        Duration::from_micros(self.latency.value_at_quantile(q))
+    }
+}
+
+/// Runs `load` and returns what it measured.
+pub async fn run(load: Load) -> anyhow::Result<Outcome> {
+    let start = Instant::now();
+    let deadline = start + load.duration;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..load.connections {
+        let load = load.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            connection(load, next, start, deadline).await
+        }));
+    }
+    let mut latency = Histogram::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut ok, mut failed) = (0, 0);
+    for t in tasks {
+        let (h, o, f) = t.await??;
+        latency.add(h)?;
+        ok += o;
+        failed += f;
+    }
+    Ok(Outcome {
+        ok,
+        failed,
+        elapsed: start.elapsed(),
+        latency,
+    })
+}
+
+async fn connection(
+    load: Load,
+    next: Arc<AtomicU64>,
+    start: Instant,
+    deadline: Instant,
+) -> anyhow::Result<(Histogram<u64>, u64, u64)> {
+    let mut hist = Histogram::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let mut sender = connect(load.addr).await?;
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let scheduled = match load.rate {
+            Some(rate) => start + Duration::from_secs_f64(n as f64 / rate),
+            None => Instant::now(),
+        };
+        if scheduled >= deadline {
+            break;
+        }
+        // Timers have 1 ms granularity: only sleep when ahead of schedule.
+        if scheduled > Instant::now() {
+            tokio::time::sleep_until(scheduled.into()).await;
+        }
+        let mut req = Request::post(load.path.as_str()).header("host", "bench");
+        for (k, v) in &load.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req.body(Full::new((load.body)(n)))?;
+        if sender.ready().await.is_err() {
+            sender = connect(load.addr).await?;
+        }
+        match sender.send_request(req).await {
+            Ok(resp) => {
+                let status = resp.status();
+                let _ = resp.into_body().collect().await;
+                if status.is_success() {
+                    ok += 1;
+                    let us = scheduled.elapsed().as_micros() as u64;
+                    hist.saturating_record(us.max(1));
+                } else {
+                    failed += 1;
+                }
+            }
+            Err(_) => {
+                failed += 1;
+                sender = connect(load.addr).await?;
+            }
+        }
+    }
+    Ok((hist, ok, failed))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}

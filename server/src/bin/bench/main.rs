@@ -1,0 +1,98 @@
+//! `mailpulse-bench`: the benchmarks behind `make bench`. Each one starts
+//! the release `mailpulse` binary (and, where a ceiling or peer is
+//! compared, that too) on loopback, drives it for a bounded time, and prints
+//! a Markdown table; `all --out BENCHMARKS.md` writes the whole report.
+
+mod ingest;
+mod loadgen;
+mod proc;
+mod report;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "mailpulse-bench", about = "mailpulse benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct Opts {
+    /// The mailpulse binary under test (a release build).
+    #[arg(long, global = true, default_value = "target/release/mailpulse")]
+    pub mailpulse: PathBuf,
+    /// Seconds each measured run lasts.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    pub seconds: f64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Ingest throughput and latency against a bare axum ceiling.
+    Ingest,
+    /// Every benchmark; writes the report to --out.
+    All {
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+    },
+    /// (internal) the bare axum handler used as the ceiling.
+    CeilingServer,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Cmd::CeilingServer => ceiling_server().await,
+            Cmd::Ingest => {
+                let s = ingest::run(&cli.opts).await?;
+                println!("{}", s.markdown());
+                Ok(())
+            }
+            Cmd::All { out } => {
+                let started = std::time::Instant::now();
+                let sections = vec![ingest::run(&cli.opts).await?];
+                let mut doc = format!(
+                    "# mailpulse benchmarks\n\nWritten by `make bench` on {} in {:.0} s.\n\n\
+                     Machine: {}.\n\nAll load goes to loopback, bounded in time and count. \
+                     Numbers vary from run to run on a shared 2-core machine; compare ratios \
+                     measured in the same run rather than absolute figures.\n\n",
+                    chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+                    started.elapsed().as_secs_f64(),
+                    report::machine()
+                );
+                for s in &sections {
+                    println!("{}", s.markdown());
+                    doc.push_str(&s.markdown());
+                    doc.push('\n');
+                }
+                std::fs::write(&out, doc)?;
+                eprintln!("wrote {}", out.display());
+                Ok(())
+            }
+        }
+    })
+}
+
+/// A handler that reads the body and answers 200: what any HTTP server on
+/// this machine can do at best.
+async fn ceiling_server() -> anyhow::Result<()> {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/webhooks/optimizely",
+        post(|body: bytes::Bytes| async move {
+            axum::Json(serde_json::json!({"accepted": body.len().min(1)}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("ceiling listening addr={}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}

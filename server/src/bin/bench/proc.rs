@@ -1,0 +1,122 @@
+//! Processes under test: the release `mailpulse` binary (or the bare-axum
+//! ceiling) started on a free loopback port, with their CPU time and
+//! memory read from `/proc`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `cmd` (which must log `listening addr=<addr>`) and waits for it.
+    pub fn start(mut cmd: Command) -> anyhow::Result<Server> {
+        let mut child = cmd
+            .env("RUST_LOG", "warn,mailpulse=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening addr=").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(600))
+            .map_err(|_| anyhow::anyhow!("server did not report its address"))?
+            .parse()?;
+        Ok(Server { child, addr })
+    }
+
+    /// The release mailpulse on a fresh data dir.
+    pub fn mailpulse(
+        bin: &Path,
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .env("MAILPULSE_ADDR", "127.0.0.1:0")
+            .env("MAILPULSE_DATA_DIR", data_dir);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        Server::start(cmd)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) -> anyhow::Result<Duration> {
+        let started = std::time::Instant::now();
+        let url = format!("http://{}/readyz", self.addr);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().is_success() {
+                    return Ok(started.elapsed());
+                }
+            }
+            if started.elapsed() > Duration::from_secs(900) {
+                anyhow::bail!("server never became ready");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// CPU seconds (user + system) the process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.child.id())
+    }
+
+    /// Resident memory, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            * 1024
+    }
+
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces).
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of this (the load generator's) process.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id())
+}
