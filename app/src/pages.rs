@@ -3,18 +3,25 @@
 //! live link.
 
 use crate::live::{use_live, LinkStatus};
-use crate::protocol::{EventType, OverviewState};
+use crate::protocol::{EventType, Topic, TopicState};
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// What the server plugs in so server functions can read live state. Only
 /// the server builds it; the trait keeps the UI crate free of server types.
 #[cfg(feature = "ssr")]
 pub mod source {
-    use crate::protocol::OverviewState;
+    use crate::protocol::{Topic, TopicState};
+    use std::future::Future;
+    use std::pin::Pin;
     use std::sync::Arc;
 
+    pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
     pub trait ViewSource: Send + Sync + 'static {
-        fn overview(&self) -> OverviewState;
+        /// The topic's current state and its sequence number, or `None` if
+        /// it has no data (an unknown mailing).
+        fn view(&self, topic: Topic) -> BoxFuture<Option<(u64, TopicState)>>;
     }
 
     /// Put into the Leptos context by the server for every request.
@@ -22,12 +29,25 @@ pub mod source {
     pub struct Views(pub Arc<dyn ViewSource>);
 }
 
-/// The overview's current state, read from the server's live engine.
-#[server(prefix = "/_mp", endpoint = "overview")]
-pub async fn get_overview() -> Result<OverviewState, ServerFnError> {
+/// A topic's state as a page first renders it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ViewSnapshot {
+    pub seq: u64,
+    pub state: TopicState,
+}
+
+/// A topic's current state, read from the server's live engine; `None` for
+/// a mailing with no known event.
+#[server(prefix = "/_mp", endpoint = "view")]
+pub async fn get_view(topic: String) -> Result<Option<ViewSnapshot>, ServerFnError> {
+    let topic: Topic = topic.parse().map_err(ServerFnError::new)?;
     let views = use_context::<source::Views>()
         .ok_or_else(|| ServerFnError::new("live state is not available"))?;
-    Ok(views.0.overview())
+    Ok(views
+        .0
+        .view(topic)
+        .await
+        .map(|(seq, state)| ViewSnapshot { seq, state }))
 }
 
 #[component]
@@ -55,18 +75,20 @@ pub fn Header() -> impl IntoView {
 #[component]
 pub fn Overview() -> impl IntoView {
     let live = use_live();
-    let initial = Resource::new(|| (), |_| get_overview());
+    live.follow(Topic::Overview);
+    let initial = Resource::new(|| (), |_| get_view(Topic::Overview.to_string()));
     view! {
         <h1>"Overview"</h1>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match initial.await {
-                    Ok(first) => {
+                    Ok(Some(first)) => {
                         let state = Signal::derive(move || {
-                            live.overview.get().unwrap_or_else(|| first.clone())
+                            live.state_of(&Topic::Overview).unwrap_or_else(|| first.state.clone())
                         });
                         view! { <CountsTable state/> }.into_any()
                     }
+                    Ok(None) => view! { <p class="error" role="alert">"No data yet."</p> }.into_any(),
                     Err(e) => view! {
                         <p class="error" role="alert">{format!("Could not load the overview: {e}")}</p>
                     }
@@ -78,11 +100,16 @@ pub fn Overview() -> impl IntoView {
 }
 
 #[component]
-fn CountsTable(state: Signal<OverviewState>) -> impl IntoView {
+fn CountsTable(state: Signal<TopicState>) -> impl IntoView {
     let rows = EventType::ALL
         .into_iter()
         .map(|t| {
-            let value = move || state.with(|s| s.counts.get(&t).copied().unwrap_or(0));
+            let value = move || {
+                state.with(|s| match s {
+                    TopicState::Overview(o) => o.summary.overall.totals.of_type(t),
+                    _ => 0,
+                })
+            };
             view! {
                 <tr>
                     <th scope="row">{t.as_str()}</th>

@@ -106,11 +106,42 @@ pub struct Config {
     /// Named webhook sources, each at `/webhooks/optimizely/{name}`; the one
     /// named `default` is also at `/webhooks/optimizely`.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Token for the write endpoints of the REST API (`Authorization:
+    /// Bearer <token>`). Without one, only loopback clients may write.
+    pub api_token: Option<Secret>,
+    /// The live engine.
+    pub live: LiveConfig,
+    /// Known mailings: which are transactional, and their names.
+    pub mailings: MailingsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveConfig {
+    /// How often deltas are published to websocket clients, in ms.
+    pub tick_ms: u64,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig { tick_ms: 100 }
+    }
+}
+
+/// Mailing classes and names. The API can change both later; its settings
+/// win over these.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailingsConfig {
+    /// Mailing ids of transactional mailings (all others are campaigns).
+    pub transactional: Vec<String>,
+    /// Display names by mailing id.
+    pub names: BTreeMap<String, String>,
 }
 
 /// Top-level keys, so stray `MAILPULSE_*` variables (e.g. of test tools) are
 /// not mistaken for settings.
-const TOP_LEVEL_KEYS: [&str; 7] = [
+const TOP_LEVEL_KEYS: [&str; 10] = [
     "addr",
     "data_dir",
     "site_root",
@@ -118,6 +149,9 @@ const TOP_LEVEL_KEYS: [&str; 7] = [
     "ingest",
     "store",
     "sources",
+    "api_token",
+    "live",
+    "mailings",
 ];
 
 impl Default for Config {
@@ -130,6 +164,9 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             store: StoreConfig::default(),
             sources: BTreeMap::new(),
+            api_token: None,
+            live: LiveConfig::default(),
+            mailings: MailingsConfig::default(),
         }
     }
 }
@@ -361,10 +398,36 @@ impl Config {
         if self.ingest.max_body_bytes == 0 || self.ingest.queue_capacity == 0 {
             anyhow::bail!("ingest.max_body_bytes and ingest.queue_capacity must be positive");
         }
+        if !(10..=10_000).contains(&self.live.tick_ms) {
+            anyhow::bail!("live.tick_ms must be between 10 and 10000");
+        }
+        if self
+            .api_token
+            .as_ref()
+            .is_some_and(|t| t.expose().is_empty())
+        {
+            anyhow::bail!("api_token is set but empty");
+        }
         if self.store.max_group_requests == 0 {
             anyhow::bail!("store.max_group_requests must be positive");
         }
         Ok(())
+    }
+
+    /// The configured mailing classes and names, by mailing id.
+    pub fn mailing_settings(
+        &self,
+    ) -> std::collections::HashMap<String, crate::metrics::MailingSettings> {
+        let mut map: std::collections::HashMap<String, crate::metrics::MailingSettings> =
+            std::collections::HashMap::new();
+        for id in &self.mailings.transactional {
+            map.entry(id.clone()).or_default().class =
+                Some(mailpulse_app::protocol::MailingClass::Transactional);
+        }
+        for (id, name) in &self.mailings.names {
+            map.entry(id.clone()).or_default().name = Some(name.clone());
+        }
+        map
     }
 
     /// A configuration for tests: loopback port 0 and the given data dir.

@@ -6,8 +6,9 @@
 
 pub mod config;
 pub mod error;
+pub mod hub;
 pub mod ingest;
-pub mod live;
+pub mod metrics;
 pub mod store;
 pub mod web;
 
@@ -26,9 +27,11 @@ use tokio_util::sync::CancellationToken;
 pub struct AppState {
     pub config: Arc<Config>,
     pub leptos: LeptosOptions,
-    pub live: live::LiveHandle,
+    pub live: metrics::LiveHandle,
     pub store: store::Store,
     pub sources: ingest::Sources,
+    /// What `/metrics` reports.
+    pub telemetry: Arc<prometheus_client::registry::Registry>,
     /// Cancelled when the server shuts down; long-lived tasks and websocket
     /// connections watch it.
     pub shutdown: CancellationToken,
@@ -46,9 +49,6 @@ impl FromRef<AppState> for LeptosOptions {
         state.leptos.clone()
     }
 }
-
-/// How often the live engine publishes deltas.
-pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
 
 /// Runs the server on `listener` until `shutdown` completes.
 pub async fn run(
@@ -76,22 +76,37 @@ impl Server {
             .site_pkg_dir("pkg")
             .site_addr(config.addr)
             .build();
-        let live = live::spawn(DEFAULT_TICK, token.clone());
+        let (live, engine_parts) = metrics::channels();
         let store = store::Store::open(&config, live.clone())?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let engine = metrics::engine::spawn(
+            engine_parts,
+            store.clone(),
+            metrics::EngineConfig {
+                tick: Duration::from_millis(config.live.tick_ms),
+                configured: config.mailing_settings(),
+            },
+            ready.clone(),
+            token.clone(),
+        );
         let state = AppState {
+            telemetry: web::telemetry::registry(&store, &live.hub),
             sources: ingest::Sources::from_config(&config),
             config: Arc::new(config),
             leptos,
             live,
             store: store.clone(),
             shutdown: token.clone(),
-            ready: Arc::new(AtomicBool::new(false)),
+            ready,
         };
-        let tasks = vec![tokio::spawn(store::retention::run(
-            store,
-            state.config.store.clone(),
-            token,
-        ))];
+        let tasks = vec![
+            engine,
+            tokio::spawn(store::retention::run(
+                store,
+                state.config.store.clone(),
+                token,
+            )),
+        ];
         Ok(Server { state, tasks })
     }
 
@@ -110,7 +125,6 @@ impl Server {
         let addr = listener.local_addr()?;
         let token = state.shutdown.clone();
         let store = state.store.clone();
-        state.ready.store(true, Ordering::Release);
         let app = web::router(state);
         tracing::info!(%addr, "mailpulse listening");
 

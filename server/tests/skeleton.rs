@@ -3,23 +3,22 @@
 
 mod common;
 
-use common::{next_msg, TestServer};
+use common::{overall, Follower, TestServer};
 use mailpulse::config::Secret;
-use mailpulse_app::protocol::{EventType, ServerMsg};
+use mailpulse_app::protocol::{ServerMsg, TopicState};
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn posted_event_reaches_websocket_client() {
     let server = TestServer::start().await;
-    let mut ws = server.ws().await;
+    let mut ws = Follower::new(server.ws().await);
     assert!(matches!(
-        next_msg(&mut ws).await,
+        ws.step().await,
         ServerMsg::Hello { protocol: 1, .. }
     ));
-    let ServerMsg::Snapshot { state, .. } = next_msg(&mut ws).await else {
-        panic!("snapshot expected after hello");
-    };
-    assert_eq!(state.counts.get(&EventType::Sent), None);
+    let first = ws.until(|_| true).await;
+    assert!(matches!(first, TopicState::Overview(_)));
+    assert_eq!(overall(&first).sent, 0);
 
     let resp = server
         .post_json(
@@ -36,15 +35,12 @@ async fn posted_event_reaches_websocket_client() {
     let receipt: Value = resp.json().await.unwrap();
     assert_eq!(receipt["accepted"], 3);
 
-    let mut sent = 0;
-    let mut open = 0;
-    while sent < 2 || open < 1 {
-        if let ServerMsg::Delta { counts, .. } = next_msg(&mut ws).await {
-            sent = counts.get(&EventType::Sent).copied().unwrap_or(sent);
-            open = counts.get(&EventType::Open).copied().unwrap_or(open);
-        }
-    }
-    assert_eq!((sent, open), (2, 1));
+    // The deltas that follow, applied in order, add up to the posted events.
+    let state = ws
+        .until(|s| overall(s).sent >= 2 && overall(s).opens >= 1)
+        .await;
+    let c = overall(&state);
+    assert_eq!((c.sent, c.opens, c.unique_opens), (2, 1, 1));
     server.stop().await;
 }
 

@@ -71,6 +71,14 @@ pub async fn post_source(
 }
 
 async fn ingest(state: AppState, source: &str, req: Request) -> Result<Json<Receipt>, ApiError> {
+    // Until the live state is rebuilt, events would be counted against a
+    // wrong base; the sender retries.
+    if !state.is_ready() {
+        return Err(ApiError::Unavailable {
+            message: "mailpulse is starting (rebuilding its live state); retry shortly".into(),
+            retry_after_secs: 5,
+        });
+    }
     let guard = state
         .sources
         .get(source)

@@ -11,7 +11,7 @@ mod writer;
 
 use crate::config::{Config, StoreConfig};
 use crate::ingest::parse::ParsedBatch;
-use crate::live::LiveHandle;
+use crate::metrics::LiveHandle;
 use r2d2_sqlite::rusqlite::{Connection, OpenFlags};
 use r2d2_sqlite::SqliteConnectionManager;
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ pub enum StoreError {
 }
 
 /// Counters of the store's work, read by `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StoreStats {
     pub events_accepted: AtomicU64,
     pub duplicates: AtomicU64,
@@ -49,6 +49,26 @@ pub struct StoreStats {
     /// Sum of commit durations, in microseconds.
     pub commit_micros_total: AtomicU64,
     pub busy_rejections: AtomicU64,
+    /// Group commit durations, in seconds.
+    pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for StoreStats {
+    fn default() -> Self {
+        StoreStats {
+            events_accepted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            quarantined: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            commit_failures: AtomicU64::new(0),
+            commit_micros_total: AtomicU64::new(0),
+            busy_rejections: AtomicU64::new(0),
+            // 0.25 ms … ~4 s
+            commit_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 15),
+            ),
+        }
+    }
 }
 
 impl StoreStats {
@@ -187,6 +207,62 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Saves completed 5-minute webhook-lag histograms (`(scope, slot,
+    /// bytes)`), so a restart can rebuild the 24 h lag window. Best effort:
+    /// when the writer is busy they are tried again later.
+    pub fn save_lag_slots(&self, slots: Vec<(String, i64, Vec<u8>)>) -> bool {
+        use writer::Param;
+        let statements = slots
+            .into_iter()
+            .map(|(scope, slot, bytes)| {
+                (
+                    "INSERT INTO lag_5m (scope, slot, histogram) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (scope, slot) DO UPDATE SET histogram = excluded.histogram",
+                    vec![
+                        Param::Text(Some(scope)),
+                        Param::Int(slot),
+                        Param::Blob(bytes),
+                    ],
+                )
+            })
+            .collect();
+        self.tx
+            .try_send(writer::Cmd::Upsert {
+                statements,
+                reply: None,
+            })
+            .is_ok()
+    }
+
+    /// Stores a mailing's class and name (set through the API).
+    pub async fn save_mailing_settings(
+        &self,
+        id: &str,
+        class: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        use writer::Param;
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(writer::Cmd::Upsert {
+                statements: vec![(
+                    "INSERT INTO mailing_settings (mailing_id, class, name, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (mailing_id) DO UPDATE SET \
+                     class = excluded.class, name = excluded.name, updated_at = excluded.updated_at",
+                    vec![
+                        Param::Text(Some(id.to_string())),
+                        Param::Text(class.map(str::to_string)),
+                        Param::Text(name.map(str::to_string)),
+                        Param::Int(chrono::Utc::now().timestamp_millis()),
+                    ],
+                )],
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// A read-only connection from the pool (blocking; use from
     /// `spawn_blocking`).
     pub fn reader(&self) -> anyhow::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
@@ -270,11 +346,10 @@ fn checkpointer(
     Ok(())
 }
 
-/// The largest event id received before `cutoff`, found by binary search
-/// over ids (ids grow with arrival, so `received_at` does too, up to the
-/// few ms between a request's arrival and its commit). No index needed.
-fn last_id_received_before(reads: &ReadPool, cutoff: i64) -> anyhow::Result<Option<i64>> {
-    let conn = reads.get()?;
+/// The first event id received at or after `since`, by binary search over
+/// ids: ids grow with arrival, so `received_at` does too (up to the few ms
+/// between a request's arrival and its commit). No index needed.
+pub fn first_id_received_since(conn: &Connection, since: i64) -> anyhow::Result<Option<i64>> {
     let (lo, hi): (Option<i64>, Option<i64>) =
         conn.query_row("SELECT MIN(id), MAX(id) FROM events", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -282,25 +357,34 @@ fn last_id_received_before(reads: &ReadPool, cutoff: i64) -> anyhow::Result<Opti
     let (Some(mut lo), Some(mut hi)) = (lo, hi) else {
         return Ok(None);
     };
-    let received_at_or_after = |id: i64| -> anyhow::Result<Option<i64>> {
-        let mut stmt = conn
-            .prepare_cached("SELECT received_at FROM events WHERE id >= ?1 ORDER BY id LIMIT 1")?;
-        let mut rows = stmt.query([id])?;
+    let mut at =
+        conn.prepare_cached("SELECT received_at FROM events WHERE id >= ?1 ORDER BY id LIMIT 1")?;
+    let mut received_at_or_after = |id: i64| -> anyhow::Result<Option<i64>> {
+        let mut rows = at.query([id])?;
         Ok(match rows.next()? {
             Some(r) => Some(r.get(0)?),
             None => None,
         })
     };
-    if received_at_or_after(lo)?.is_none_or(|t| t >= cutoff) {
+    if received_at_or_after(hi)?.is_none_or(|t| t < since) {
         return Ok(None);
     }
-    // Invariant: the row at/after lo is older than cutoff; find the last such.
+    // Invariant: the row at/after `hi` is recent enough; find the first.
     while lo < hi {
-        let mid = lo + (hi - lo + 1) / 2;
+        let mid = lo + (hi - lo) / 2;
         match received_at_or_after(mid)? {
-            Some(t) if t < cutoff => lo = mid,
-            _ => hi = mid - 1,
+            Some(t) if t >= since => hi = mid,
+            _ => lo = mid + 1,
         }
     }
     Ok(Some(lo))
+}
+
+/// The largest event id received before `cutoff`, if any.
+fn last_id_received_before(reads: &ReadPool, cutoff: i64) -> anyhow::Result<Option<i64>> {
+    let conn = reads.get()?;
+    Ok(match first_id_received_since(&conn, cutoff)? {
+        Some(first_new) => Some(first_new - 1),
+        None => conn.query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))?,
+    })
 }

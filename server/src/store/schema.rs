@@ -6,10 +6,11 @@
 use r2d2_sqlite::rusqlite::{params, Connection};
 
 /// `(version, description, SQL)`. Append only; never edit a released one.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "events, quarantine, first opens/clicks, rollups",
-    r#"
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "events, quarantine, first opens/clicks, rollups",
+        r#"
     CREATE TABLE events (
         id                INTEGER PRIMARY KEY,
         dedup_key         BLOB NOT NULL UNIQUE,
@@ -87,7 +88,27 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
         PRIMARY KEY (mailing_id, day, domain, category, reason)
     ) WITHOUT ROWID;
     "#,
-)];
+    ),
+    (
+        2,
+        "mailing settings, persisted lag histograms",
+        r#"
+    CREATE TABLE mailing_settings (
+        mailing_id TEXT PRIMARY KEY,
+        class      TEXT,
+        name       TEXT,
+        updated_at INTEGER NOT NULL
+    );
+
+    CREATE TABLE lag_5m (
+        scope     TEXT NOT NULL,
+        slot      INTEGER NOT NULL,
+        histogram BLOB NOT NULL,
+        PRIMARY KEY (scope, slot)
+    ) WITHOUT ROWID;
+    "#,
+    ),
+];
 
 /// Brings the database to the newest schema.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<u32> {

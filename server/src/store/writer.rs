@@ -10,7 +10,7 @@
 
 use super::{StoreError, StoreStats};
 use crate::ingest::parse::{Event, ParsedBatch};
-use crate::live::LiveHandle;
+use crate::metrics::LiveHandle;
 use mailpulse_app::protocol::{BounceKind, Counters, EventType};
 use r2d2_sqlite::rusqlite::{params, Connection, ToSql, Transaction};
 use std::collections::HashMap;
@@ -37,9 +37,35 @@ pub(crate) enum Cmd {
         rollups_before: i64,
         reply: oneshot::Sender<Result<(u64, Option<RetentionStep>), StoreError>>,
     },
+    /// Upserts small rows that are not events (settings, lag histograms):
+    /// each statement with its parameters, all in one transaction.
+    Upsert {
+        statements: Vec<(&'static str, Vec<Param>)>,
+        reply: Option<oneshot::Sender<Result<(), StoreError>>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// A parameter of an [`Cmd::Upsert`] statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Param {
+    Int(i64),
+    Text(Option<String>),
+    Blob(Vec<u8>),
+}
+
+impl ToSql for Param {
+    fn to_sql(
+        &self,
+    ) -> r2d2_sqlite::rusqlite::Result<r2d2_sqlite::rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Param::Int(i) => i.to_sql(),
+            Param::Text(t) => t.to_sql(),
+            Param::Blob(b) => b.to_sql(),
+        }
+    }
 }
 
 /// Where a retention pass is; each step is one small transaction.
@@ -148,6 +174,17 @@ impl Writer {
                             .map_err(|e| StoreError::Failed(e.to_string()));
                         let _ = reply.send(res);
                     }
+                    Cmd::Upsert { statements, reply } => {
+                        let res = self
+                            .upsert(&statements)
+                            .map_err(|e| StoreError::Failed(e.to_string()));
+                        if let Err(e) = &res {
+                            tracing::warn!(error = %e, "store upsert failed");
+                        }
+                        if let Some(reply) = reply {
+                            let _ = reply.send(res);
+                        }
+                    }
                     Cmd::Shutdown { reply } => {
                         tracing::info!("store writer stopped");
                         let _ = reply.send(());
@@ -193,6 +230,7 @@ impl Writer {
                 let s = &self.stats;
                 s.commits.fetch_add(1, Ordering::Relaxed);
                 s.commit_micros_total.fetch_add(micros, Ordering::Relaxed);
+                s.commit_seconds.observe(micros as f64 / 1e6);
                 for o in &outcomes {
                     s.events_accepted
                         .fetch_add(o.accepted as u64, Ordering::Relaxed);
@@ -218,6 +256,16 @@ impl Writer {
                 }
             }
         }
+    }
+
+    fn upsert(&mut self, statements: &[(&'static str, Vec<Param>)]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        for (sql, params) in statements {
+            let mut stmt = tx.prepare_cached(sql)?;
+            stmt.execute(r2d2_sqlite::rusqlite::params_from_iter(params.iter()))?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     fn retention(

@@ -1,7 +1,9 @@
 //! The HTTP surface: the router that puts every route behind one place
-//! (where an auth extractor can later go), health endpoints, and the Leptos
-//! pages rendered on the server.
+//! (where an auth extractor can later go), health endpoints, the REST API,
+//! `/metrics`, the websocket and the Leptos pages rendered on the server.
 
+pub mod api;
+pub mod telemetry;
 pub mod ws;
 
 use crate::{ingest, AppState};
@@ -12,8 +14,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use mailpulse_app::pages::source::{ViewSource, Views};
-use mailpulse_app::protocol::OverviewState;
+use mailpulse_app::pages::source::{BoxFuture, ViewSource, Views};
+use mailpulse_app::protocol::{Topic, TopicState};
 use mailpulse_app::{shell, App};
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
@@ -26,10 +28,26 @@ pub fn router(state: AppState) -> Router {
     let context = move || provide_context(views.clone());
     let sfn_context = context.clone();
 
+    let api = Router::new()
+        .route("/summary", get(api::summary))
+        .route("/mailings", get(api::mailings))
+        .route("/mailings/{id}", get(api::mailing).put(api::update_mailing))
+        .route("/mailings/{id}/series", get(api::mailing_series))
+        .route("/series", get(api::series))
+        .route("/events", get(api::events))
+        .route("/openapi.json", get(api::openapi))
+        .fallback(|| async {
+            crate::error::ApiError::NotFound(
+                "no such API endpoint; see /api/v1/openapi.json".into(),
+            )
+        });
+
     Router::new()
         .route("/webhooks/optimizely", post(ingest::post_default))
         .route("/webhooks/optimizely/{source}", post(ingest::post_source))
+        .nest("/api/v1", api)
         .route("/ws", get(ws::upgrade))
+        .route("/metrics", get(telemetry::scrape))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route(
@@ -51,8 +69,9 @@ pub fn router(state: AppState) -> Router {
 struct LiveViews(AppState);
 
 impl ViewSource for LiveViews {
-    fn overview(&self) -> OverviewState {
-        self.0.live.current().state.clone()
+    fn view(&self, topic: Topic) -> BoxFuture<Option<(u64, TopicState)>> {
+        let live = self.0.live.clone();
+        Box::pin(async move { live.view(topic).await.map(|p| (p.seq, p.state.clone())) })
     }
 }
 
@@ -61,8 +80,8 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Ready: the store is open and the live state is built, so events can be
-/// accepted and pages show true numbers.
+/// Ready: the store is open and the live state is rebuilt, so events can
+/// be accepted and pages show true numbers.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.is_ready() {
         (StatusCode::OK, Json(serde_json::json!({"status": "ready"})))

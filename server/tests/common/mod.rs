@@ -6,7 +6,7 @@
 use futures_util::StreamExt;
 use mailpulse::config::Config;
 use mailpulse::store::rusqlite;
-use mailpulse_app::protocol::ServerMsg;
+use mailpulse_app::protocol::{ServerMsg, TopicState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -148,5 +148,67 @@ pub async fn next_msg(ws: &mut Ws) -> ServerMsg {
                 return parsed;
             }
         }
+    }
+}
+
+/// A websocket client that keeps the state of its topic the way a browser
+/// does: a snapshot, then deltas applied strictly in order.
+pub struct Follower {
+    pub ws: Ws,
+    pub state: Option<TopicState>,
+    pub seq: u64,
+    /// Times (since the test's start) at which each message arrived.
+    pub received: Vec<std::time::Instant>,
+}
+
+impl Follower {
+    pub fn new(ws: Ws) -> Follower {
+        Follower {
+            ws,
+            state: None,
+            seq: 0,
+            received: vec![],
+        }
+    }
+
+    /// Handles one message; panics on a delta that does not follow.
+    pub async fn step(&mut self) -> ServerMsg {
+        let msg = next_msg(&mut self.ws).await;
+        self.received.push(std::time::Instant::now());
+        match &msg {
+            ServerMsg::Snapshot { seq, state, .. } => {
+                self.state = Some(state.clone());
+                self.seq = *seq;
+            }
+            ServerMsg::Delta { seq, delta, .. } => {
+                let s = self.state.as_mut().expect("a snapshot before any delta");
+                assert_eq!(*seq, self.seq + 1, "deltas arrive in order, without gaps");
+                assert!(s.apply(delta), "delta fits the topic");
+                self.seq = *seq;
+            }
+            ServerMsg::Error { message } => panic!("server error: {message}"),
+            _ => {}
+        }
+        msg
+    }
+
+    /// Steps until `done` holds for the state; returns a copy of it.
+    pub async fn until(&mut self, done: impl Fn(&TopicState) -> bool) -> TopicState {
+        loop {
+            if let Some(s) = &self.state {
+                if done(s) {
+                    return s.clone();
+                }
+            }
+            self.step().await;
+        }
+    }
+}
+
+/// The overall totals of an overview state.
+pub fn overall(s: &TopicState) -> mailpulse_app::protocol::Counters {
+    match s {
+        TopicState::Overview(o) => o.summary.overall.totals,
+        other => panic!("not an overview: {other:?}"),
     }
 }

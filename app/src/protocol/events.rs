@@ -1,13 +1,7 @@
-//! The wire contract: serde types that cross the websocket (`/ws`) and the
-//! REST API. Both the server (native) and the browser (wasm) compile this
-//! module, so a change here changes both sides at once. It owns no logic
-//! beyond small pure helpers on the types themselves.
+//! Event types and counters: what one event is, and how many of each a
+//! scope saw. Shared by the store, the live engine and the UI.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-/// Bumped whenever a message changes shape incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The Optimizely event types mailpulse recognises. Optimizely treats the set
 /// as open, so anything unknown is kept and counted as [`EventType::Other`].
@@ -87,32 +81,50 @@ impl EventType {
     }
 }
 
-/// Running count of accepted events per type.
-pub type Counts = BTreeMap<EventType, u64>;
-
 /// Event counts of one scope (a mailing, a class, everything) over one
 /// period. Totals count every event; `unique_*` count recipients.
+/// Zero fields are left out of the JSON (most types are rare), and read
+/// back as zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
+    #[serde(skip_serializing_if = "is_zero")]
     pub sent: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub opens: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub unique_opens: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub clicks: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub unique_clicks: u64,
     /// All bounces: `hard_bounces + soft_bounces + unknown_bounces`.
+    #[serde(skip_serializing_if = "is_zero")]
     pub bounces: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub hard_bounces: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub soft_bounces: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub unknown_bounces: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub unsubscribes: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub complaints: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub single_opt_ins: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub confirmed_opt_ins: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub double_opt_ins: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub blocklisted: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub archived: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub filtered_by_blocklist: u64,
     /// Types mailpulse does not know.
+    #[serde(skip_serializing_if = "is_zero")]
     pub other: u64,
 }
 
@@ -282,31 +294,44 @@ impl Counters {
     }
 }
 
-/// What the overview page shows.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct OverviewState {
-    pub counts: Counts,
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
-/// Messages the server sends on `/ws`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerMsg {
-    /// First message on every connection.
-    Hello { server: String, protocol: u32 },
-    /// The full state; `seq` numbers the state it describes.
-    Snapshot { seq: u64, state: OverviewState },
-    /// Only the counts that changed since `seq - 1`.
-    Delta { seq: u64, counts: Counts },
-    /// Sent when nothing else was, so clients and proxies see a live link.
-    Heartbeat { seq: u64 },
+/// Rates of one scope and period, as fractions of `sent` (0.0 to 1.0, and
+/// above 1.0 where, e.g., opens of earlier sends outnumber this period's
+/// sends). `None` when nothing was sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    pub bounce: Option<f64>,
+    pub hard_bounce: Option<f64>,
+    pub soft_bounce: Option<f64>,
+    /// Unique openers / sent.
+    pub open: Option<f64>,
+    /// Unique clickers / sent.
+    pub click: Option<f64>,
+    /// All opens / sent.
+    pub open_total: Option<f64>,
+    /// All clicks / sent.
+    pub click_total: Option<f64>,
+    pub unsubscribe: Option<f64>,
+    pub complaint: Option<f64>,
 }
 
-impl OverviewState {
-    /// Applies a delta's changed counts.
-    pub fn apply(&mut self, counts: &Counts) {
-        for (k, v) in counts {
-            self.counts.insert(*k, *v);
+impl Counters {
+    /// The rates defined in the product's glossary, from these counts.
+    pub fn rates(&self) -> Rates {
+        let of = |n: u64| (self.sent > 0).then(|| n as f64 / self.sent as f64);
+        Rates {
+            bounce: of(self.bounces),
+            hard_bounce: of(self.hard_bounces),
+            soft_bounce: of(self.soft_bounces),
+            open: of(self.unique_opens),
+            click: of(self.unique_clicks),
+            open_total: of(self.opens),
+            click_total: of(self.clicks),
+            unsubscribe: of(self.unsubscribes),
+            complaint: of(self.complaints),
         }
     }
 }
@@ -332,13 +357,45 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_tagged_json() {
-        let m = ServerMsg::Delta {
-            seq: 3,
-            counts: [(EventType::Sent, 5)].into_iter().collect(),
+    fn counters_count_and_leave_zeros_out_of_json() {
+        let mut c = Counters::default();
+        c.count(EventType::Sent, false, None);
+        c.count(EventType::Sent, false, None);
+        c.count(EventType::Open, true, None);
+        c.count(EventType::Open, false, None);
+        c.count(EventType::Bounce, false, Some(BounceKind::Hard));
+        c.count(EventType::Bounce, false, None);
+        assert_eq!((c.sent, c.opens, c.unique_opens), (2, 2, 1));
+        assert_eq!((c.bounces, c.hard_bounces, c.unknown_bounces), (2, 1, 1));
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"sent":2,"opens":2,"unique_opens":1,"bounces":2,"hard_bounces":1,"unknown_bounces":1}"#
+        );
+        assert_eq!(serde_json::from_str::<Counters>(&json).unwrap(), c);
+        assert_eq!(Counters::from_array(c.to_array()), c);
+    }
+
+    #[test]
+    fn rates_are_fractions_of_sent() {
+        let mut c = Counters {
+            sent: 200,
+            unique_opens: 50,
+            opens: 80,
+            unique_clicks: 10,
+            bounces: 4,
+            hard_bounces: 3,
+            soft_bounces: 1,
+            complaints: 1,
+            ..Counters::default()
         };
-        let s = serde_json::to_string(&m).unwrap();
-        assert_eq!(s, r#"{"type":"delta","seq":3,"counts":{"sent":5}}"#);
-        assert_eq!(serde_json::from_str::<ServerMsg>(&s).unwrap(), m);
+        let r = c.rates();
+        assert_eq!(r.open, Some(0.25));
+        assert_eq!(r.open_total, Some(0.4));
+        assert_eq!(r.click, Some(0.05));
+        assert_eq!(r.hard_bounce, Some(0.015));
+        assert_eq!(r.complaint, Some(0.005));
+        c.sent = 0;
+        assert_eq!(c.rates().bounce, None);
     }
 }
