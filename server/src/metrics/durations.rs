@@ -88,9 +88,12 @@ pub struct Durations {
     /// Percentiles per fine slot, for chart points; recomputed when dirty.
     points: BTreeMap<i64, Percentiles>,
     dirty_points: BTreeSet<i64>,
-    /// Every window's percentiles as of a second, so merging slots happens
-    /// at most once per second however often views are built.
+    /// Every window's percentiles and when (ms) they were computed: merging
+    /// slots costs a few hundred microseconds, so it is redone only when a
+    /// new second starts, or when samples arrived and 200 ms have passed.
     cache: Option<(i64, [Option<Percentiles>; 5])>,
+    /// Samples arrived since the cache was computed.
+    dirty: bool,
 }
 
 impl Default for Durations {
@@ -101,6 +104,7 @@ impl Default for Durations {
             points: BTreeMap::new(),
             dirty_points: BTreeSet::new(),
             cache: None,
+            dirty: false,
         }
     }
 }
@@ -109,21 +113,27 @@ impl Durations {
     /// Records `value_ms` at time `t` (negative values count as 0).
     pub fn record(&mut self, t: i64, value_ms: i64, now: i64) {
         let v = value_ms.max(0) as u64;
+        self.dirty = true;
         if let Some(s) = self.fine.record(t, v, now) {
             self.dirty_points.insert(s);
         }
         self.coarse.record(t, v, now);
     }
 
-    /// Every window's percentiles (in [`Window::ALL`] order), recomputed at
-    /// most once per second of `now`.
+    /// Every window's percentiles (in [`Window::ALL`] order); see `cache`
+    /// for how often they are recomputed.
     pub fn windows(&mut self, now: i64) -> [Option<Percentiles>; 5] {
-        let sec = now.div_euclid(1000);
         match self.cache {
-            Some((s, v)) if s == sec => v,
+            Some((at, v))
+                if at.div_euclid(1000) == now.div_euclid(1000)
+                    && !(self.dirty && now - at >= 200) =>
+            {
+                v
+            }
             _ => {
                 let v = Window::ALL.map(|w| self.window(w, now));
-                self.cache = Some((sec, v));
+                self.cache = Some((now, v));
+                self.dirty = false;
                 v
             }
         }
@@ -212,6 +222,19 @@ mod tests {
         assert_eq!(d.window(Window::H24, now).unwrap().count, 101);
         // Two minutes later the 1m window is empty.
         assert_eq!(d.window(Window::M1, now + 120_000), None);
+    }
+
+    #[test]
+    fn cached_windows_catch_up_with_new_samples() {
+        let now = 1_000_000_000;
+        let mut d = Durations::default();
+        assert_eq!(d.windows(now)[0], None);
+        d.record(now, 10, now);
+        // Within 200 ms of the last computation the cache may be stale…
+        assert_eq!(d.windows(now + 100)[0], None);
+        // …but not later.
+        assert_eq!(d.windows(now + 250)[0].unwrap().count, 1);
+        assert_eq!(d.windows(now + 1_000)[0].unwrap().count, 1);
     }
 
     #[test]
