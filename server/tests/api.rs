@@ -28,7 +28,10 @@ async fn eventually(server: &TestServer, path: &str, ok: impl Fn(&Value) -> bool
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{path} never satisfied the condition: {:?}", get(server, path).await);
+    panic!(
+        "{path} never satisfied the condition: {:?}",
+        get(server, path).await
+    );
 }
 
 async fn seed(server: &TestServer) {
@@ -42,9 +45,11 @@ async fn seed(server: &TestServer) {
         batch.push(json!({"type": "open", "mailingId": "spring", "recipientId": format!("s{i}"), "timestamp": t}));
     }
     for i in 0..4 {
-        batch.push(json!({"type": "bounce", "mailingId": "spring", "recipientId": format!("s{i}"),
+        batch.push(
+            json!({"type": "bounce", "mailingId": "spring", "recipientId": format!("s{i}"),
             "timestamp": t, "bounceCategory": if i == 0 { "soft" } else { "hard" },
-            "mediaTypesToAddresses": {"EMAIL": format!("user{i}@example.com")}}));
+            "mediaTypesToAddresses": {"EMAIL": format!("user{i}@example.com")}}),
+        );
     }
     for i in 0..10 {
         batch.push(json!({"type": "sent", "mailingId": "reset-pw", "recipientId": format!("p{i}"), "timestamp": t}));
@@ -71,7 +76,10 @@ async fn summary_gives_counters_rates_and_lag_per_window() {
     assert!((open_rate - 25.0 / 110.0).abs() < 1e-9);
     assert!(w["lag"]["p95"].as_u64().is_some());
     assert_eq!(v["campaign"]["window"]["counters"]["sent"], 110);
-    assert_eq!(v["transactional"]["window"]["counters"]["sent"], Value::Null);
+    assert_eq!(
+        v["transactional"]["window"]["counters"]["sent"],
+        Value::Null
+    );
     // The 1-minute window does not hold the sends of two minutes ago.
     let (_, m1) = get(&server, "/api/v1/summary?window=1m").await;
     assert_eq!(m1["overall"]["window"]["counters"]["sent"], 10);
@@ -120,7 +128,12 @@ async fn mailings_can_be_filtered_searched_and_classified() {
         v["mailings"].as_array().is_some_and(|m| m.len() == 2)
     })
     .await;
-    let spring = v["mailings"].as_array().unwrap().iter().find(|m| m["id"] == "spring").unwrap();
+    let spring = v["mailings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "spring")
+        .unwrap();
     assert_eq!(spring["class"], "campaign");
     assert_eq!(spring["totals"]["sent"], 100);
     assert_eq!(spring["rates"]["hard_bounce"], 0.03);
@@ -217,7 +230,12 @@ async fn mailing_detail_has_bounces_and_history_comes_from_rollups() {
         &format!("/api/v1/series?scope=overall&metric=open_rate&from={from}&to={to}&step=1h"),
     )
     .await;
-    let values: Vec<&Value> = rate["points"].as_array().unwrap().iter().map(|p| &p["value"]).collect();
+    let values: Vec<&Value> = rate["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["value"])
+        .collect();
     assert!(values.iter().any(|v| v.is_f64()), "{rate}");
     server.stop().await;
 }
@@ -233,8 +251,15 @@ async fn events_come_as_json_ndjson_or_csv_with_addresses_masked() {
     let e = &events[0];
     assert_eq!(e["address"], "u***@example.com");
     assert!(!e["raw"].as_str().unwrap().contains("user3@"), "{e}");
-    let (_, v) = get(&server, "/api/v1/events?mailing=spring&type=bounce&unmasked=true&limit=1").await;
-    assert!(v["events"][0]["address"].as_str().unwrap().starts_with("user"));
+    let (_, v) = get(
+        &server,
+        "/api/v1/events?mailing=spring&type=bounce&unmasked=true&limit=1",
+    )
+    .await;
+    assert!(v["events"][0]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("user"));
 
     let nd = server
         .http

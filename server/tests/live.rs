@@ -48,21 +48,35 @@ async fn snapshot_then_deltas_add_up_to_the_posted_events() {
                       "bounceCategory": "hardbounce", "mediaTypesToAddresses": {"EMAIL": "x@gmail.com"}}));
     // 10 minutes late: a late event lands in its own (older) bucket.
     batch.push(event("sent", "m1", "late", t - 600_000));
-    let r: Value = server.post_json(HOOK, &Value::Array(batch), &[]).await.json().await.unwrap();
+    let r: Value = server
+        .post_json(HOOK, &Value::Array(batch), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["accepted"], 62);
 
     let s = f
         .until(|s| {
-            let TopicState::Overview(o) = s else { return false };
+            let TopicState::Overview(o) = s else {
+                return false;
+            };
             overall(s).sent == 41
                 && overall(s).bounces == 1
-                && o.summary.overall.window(Window::M1).lag.is_some_and(|l| l.count == 62)
+                && o.summary
+                    .overall
+                    .window(Window::M1)
+                    .lag
+                    .is_some_and(|l| l.count == 62)
         })
         .await;
     let TopicState::Overview(o) = s else { panic!() };
     let m1 = o.summary.overall.window(Window::M1).counters;
     let m15 = o.summary.overall.window(Window::M15).counters;
-    assert_eq!((m1.sent, m1.opens, m1.unique_opens, m1.hard_bounces), (40, 20, 10, 1));
+    assert_eq!(
+        (m1.sent, m1.opens, m1.unique_opens, m1.hard_bounces),
+        (40, 20, 10, 1)
+    );
     assert_eq!(m15.sent, 41, "the late event is in the 15-minute window");
     assert_eq!(o.summary.campaign.totals.sent, 41);
     assert_eq!(o.summary.transactional.totals.sent, 0);
@@ -70,7 +84,12 @@ async fn snapshot_then_deltas_add_up_to_the_posted_events() {
     assert_eq!(o.mailings[0].id, "m1");
     assert!(o.mailings[0].sending);
     // Lag of events with a payload time is measured.
-    let lag = o.summary.overall.window(Window::M1).lag.expect("lag measured");
+    let lag = o
+        .summary
+        .overall
+        .window(Window::M1)
+        .lag
+        .expect("lag measured");
     assert_eq!(lag.count, 62);
     assert!(lag.max >= 590_000, "{lag:?}");
     // The series holds the events by event time.
@@ -83,30 +102,49 @@ async fn snapshot_then_deltas_add_up_to_the_posted_events() {
 async fn a_mailing_subscription_sees_only_its_mailing() {
     let server = TestServer::start().await;
     let t = now_ms();
-    server.post_json(HOOK, &json!([event("sent", "A", "a0", t)]), &[]).await;
+    server
+        .post_json(HOOK, &json!([event("sent", "A", "a0", t)]), &[])
+        .await;
     let mut a = follow(&server, "?topic=mailing:A").await;
     let first = a.until(|_| true).await;
-    let TopicState::Mailing(m) = &first else { panic!("{first:?}") };
+    let TopicState::Mailing(m) = &first else {
+        panic!("{first:?}")
+    };
     assert_eq!(m.row.totals.sent, 1);
     let seq = a.seq;
 
     // Events of another mailing: nothing for A, only heartbeats (or nothing).
     for i in 0..5 {
-        server.post_json(HOOK, &json!([event("sent", "B", &format!("b{i}"), now_ms())]), &[]).await;
+        server
+            .post_json(
+                HOOK,
+                &json!([event("sent", "B", &format!("b{i}"), now_ms())]),
+                &[],
+            )
+            .await;
     }
     let quiet = tokio::time::timeout(Duration::from_millis(1500), a.step()).await;
     if let Ok(msg) = quiet {
-        assert!(matches!(msg, ServerMsg::Heartbeat { .. }), "unexpected {msg:?}");
+        assert!(
+            matches!(msg, ServerMsg::Heartbeat { .. }),
+            "unexpected {msg:?}"
+        );
     }
     assert_eq!(a.seq, seq);
 
-    server.post_json(HOOK, &json!([event("sent", "A", "a1", now_ms())]), &[]).await;
-    let s = a.until(|s| matches!(s, TopicState::Mailing(m) if m.row.totals.sent == 2)).await;
+    server
+        .post_json(HOOK, &json!([event("sent", "A", "a1", now_ms())]), &[])
+        .await;
+    let s = a
+        .until(|s| matches!(s, TopicState::Mailing(m) if m.row.totals.sent == 2))
+        .await;
     let TopicState::Mailing(m) = s else { panic!() };
     assert_eq!(m.row.id, "A");
 
     // Switching topics on the same connection.
-    a.ws.send(Message::text(r#"{"type":"subscribe","topic":"mailings"}"#)).await.unwrap();
+    a.ws.send(Message::text(r#"{"type":"subscribe","topic":"mailings"}"#))
+        .await
+        .unwrap();
     let s = a
         .until(|s| matches!(s, TopicState::Mailings(m) if m.mailings.len() == 2))
         .await;
@@ -117,7 +155,11 @@ async fn a_mailing_subscription_sees_only_its_mailing() {
         "A has 2, B has 5"
     );
     // An unknown mailing is an error message, not a closed socket.
-    a.ws.send(Message::text(r#"{"type":"subscribe","topic":"mailing:nope"}"#)).await.unwrap();
+    a.ws.send(Message::text(
+        r#"{"type":"subscribe","topic":"mailing:nope"}"#,
+    ))
+    .await
+    .unwrap();
     loop {
         match common::next_msg(&mut a.ws).await {
             ServerMsg::Error { message } => {
@@ -140,7 +182,13 @@ async fn resume_after_reconnect_gets_the_missed_deltas_without_a_gap() {
 
     // Changes while the client is away.
     for i in 0..5 {
-        server.post_json(HOOK, &json!([event("sent", "m", &format!("r{i}"), now_ms())]), &[]).await;
+        server
+            .post_json(
+                HOOK,
+                &json!([event("sent", "m", &format!("r{i}"), now_ms())]),
+                &[],
+            )
+            .await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -157,7 +205,10 @@ async fn resume_after_reconnect_gets_the_missed_deltas_without_a_gap() {
     // Only deltas may come (a snapshot would reset the state): collect until 5.
     loop {
         let msg = resumed.step().await;
-        assert!(!matches!(msg, ServerMsg::Snapshot { .. }), "resume sent a snapshot");
+        assert!(
+            !matches!(msg, ServerMsg::Snapshot { .. }),
+            "resume sent a snapshot"
+        );
         if resumed.state.as_ref().is_some_and(|s| overall(s).sent == 5) {
             break;
         }
@@ -183,7 +234,9 @@ async fn a_client_that_never_reads_does_not_delay_the_others() {
     // Many mailings make every delta of the `mailings` topic large, so the
     // stuck client's socket buffers fill within seconds.
     let t = now_ms();
-    let many: Vec<Value> = (0..3000).map(|i| event("sent", &format!("m{i:04}"), "r", t)).collect();
+    let many: Vec<Value> = (0..3000)
+        .map(|i| event("sent", &format!("m{i:04}"), "r", t))
+        .collect();
     server.post_json(HOOK, &Value::Array(many), &[]).await;
 
     let (mut stuck, _) =
@@ -254,7 +307,9 @@ async fn restart_rebuilds_the_live_state_from_the_store() {
     let mut f = follow(&server, "").await;
     let before = f
         .until(|s| {
-            let TopicState::Overview(o) = s else { return false };
+            let TopicState::Overview(o) = s else {
+                return false;
+            };
             overall(s).sent == 60
                 && overall(s).bounces == 1
                 && o.summary.overall.window(Window::M1).lag.map(|l| l.count) == Some(68)
@@ -278,7 +333,9 @@ async fn restart_rebuilds_the_live_state_from_the_store() {
     .await;
     let mut f = follow(&again, "").await;
     let after = f.until(|_| true).await;
-    let (TopicState::Overview(b), TopicState::Overview(a)) = (&before, &after) else { panic!() };
+    let (TopicState::Overview(b), TopicState::Overview(a)) = (&before, &after) else {
+        panic!()
+    };
     assert_eq!(a.summary.overall.totals, b.summary.overall.totals);
     assert_eq!(a.summary.transactional.totals.sent, 30);
     for w in Window::ALL {
@@ -304,7 +361,10 @@ async fn restart_rebuilds_the_live_state_from_the_store() {
         .unwrap();
     assert_eq!(detail_after["bounces"], detail_before["bounces"]);
     assert_eq!(detail_after["bounces"]["by_domain"][0]["domain"], "web.de");
-    assert_eq!(detail_after["mailing"]["totals"], detail_before["mailing"]["totals"]);
+    assert_eq!(
+        detail_after["mailing"]["totals"],
+        detail_before["mailing"]["totals"]
+    );
     assert_eq!(detail_after["windows"], detail_before["windows"]);
     // Sequence numbers keep growing across the restart.
     assert!(f.seq > 0);

@@ -3,9 +3,12 @@
 //! compared, that too) on loopback, drives it for a bounded time, and prints
 //! a Markdown table; `all --out BENCHMARKS.md` writes the whole report.
 
+mod e2e;
+mod fanout;
 mod ingest;
 mod loadgen;
 mod proc;
+mod rebuild;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +37,12 @@ pub struct Opts {
 enum Cmd {
     /// Ingest throughput and latency against a bare axum ceiling.
     Ingest,
+    /// End-to-end latency, POST to websocket delta.
+    E2e,
+    /// Websocket fan-out to 1,000 / 5,000 / 10,000 clients.
+    Fanout,
+    /// Rebuild time after a restart with 1 and 10 million stored events.
+    Rebuild,
     /// Every benchmark; writes the report to --out.
     All {
         #[arg(long, default_value = "BENCHMARKS.md")]
@@ -51,14 +60,18 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Cmd::CeilingServer => ceiling_server().await,
-            Cmd::Ingest => {
-                let s = ingest::run(&cli.opts).await?;
-                println!("{}", s.markdown());
-                Ok(())
-            }
+            Cmd::Ingest => print(ingest::run(&cli.opts).await?),
+            Cmd::E2e => print(e2e::run(&cli.opts).await?),
+            Cmd::Fanout => print(fanout::run(&cli.opts).await?),
+            Cmd::Rebuild => print(rebuild::run(&cli.opts).await?),
             Cmd::All { out } => {
                 let started = std::time::Instant::now();
-                let sections = vec![ingest::run(&cli.opts).await?];
+                let sections = vec![
+                    ingest::run(&cli.opts).await?,
+                    e2e::run(&cli.opts).await?,
+                    fanout::run(&cli.opts).await?,
+                    rebuild::run(&cli.opts).await?,
+                ];
                 let mut doc = format!(
                     "# mailpulse benchmarks\n\nWritten by `make bench` on {} in {:.0} s.\n\n\
                      Machine: {}.\n\nAll load goes to loopback, bounded in time and count. \
@@ -79,6 +92,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+fn print(s: report::Section) -> anyhow::Result<()> {
+    println!("{}", s.markdown());
+    Ok(())
 }
 
 /// A handler that reads the body and answers 200: what any HTTP server on

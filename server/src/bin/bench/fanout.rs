@@ -1,0 +1,172 @@
+//! Websocket fan-out: N concurrent clients follow the overview while a
+//! steady trickle of events makes every tick produce a delta; the tick is
+//! set to 1 s, so each client gets one update per second. Measures the
+//! server's CPU, its memory per client, and how late updates arrive.
+
+use crate::ingest::single;
+use crate::loadgen::{self, Load};
+use crate::proc::{own_cpu_seconds, Server};
+use crate::report::{ms, Section};
+use crate::Opts;
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Delay of a delta: its arrival (wall clock) minus the server time it was
+/// built at (`"now":…` of the delta). Same machine, same clock.
+fn delay_ms(text: &str) -> Option<i64> {
+    if !text.starts_with(r#"{"type":"delta""#) {
+        return None;
+    }
+    let i = text.find(r#""now":"#)? + 6;
+    let digits: String = text[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let built: i64 = digits.parse().ok()?;
+    Some(chrono::Utc::now().timestamp_millis() - built)
+}
+
+struct Shared {
+    delays: Mutex<Histogram<u64>>,
+    updates: AtomicU64,
+    failed: AtomicU64,
+}
+
+async fn client(addr: std::net::SocketAddr, shared: Arc<Shared>, sample: bool) {
+    // Small client buffers: the bench holds up to 10,000 of these.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let url = format!("ws://{addr}/ws?topic=overview");
+    let Ok((mut ws, _)) =
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await
+    else {
+        shared.failed.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut local = Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("bounds");
+    while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Text(t) = msg {
+            if let Some(d) = delay_ms(&t) {
+                shared.updates.fetch_add(1, Ordering::Relaxed);
+                if sample {
+                    local.saturating_record(d.max(1) as u64);
+                    if local.len() % 8 == 0 {
+                        let _ = shared.delays.lock().unwrap().add(&local);
+                        local.reset();
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
+    let limit = rlimit::increase_nofile_limit(65_536)?;
+    let mut s = Section::new(
+        "Websocket fan-out (issue 4)",
+        format!(
+            "N clients (tokio-tungstenite, in the benchmark process) follow the overview of the \
+             release binary, whose tick is set to 1 s; 50 single-event POSTs per second keep every \
+             tick changing, so every client receives one delta per second. Measured over \
+             {:.0} s once all clients are connected. Memory per client = (server RSS with N \
+             clients − RSS before) / N. Update delay = arrival at the client − the time the \
+             server built the delta (sampled on every 10th client). File-descriptor limit raised \
+             to {limit}.",
+            opts.seconds
+        ),
+        &[
+            "clients",
+            "connected",
+            "updates/s delivered",
+            "server CPU",
+            "bench CPU",
+            "memory per client",
+            "update delay p50",
+            "p99",
+            "max",
+        ],
+    );
+    for n in [1_000usize, 5_000, 10_000] {
+        let dir = tempfile::tempdir()?;
+        let server = Server::mailpulse(
+            &opts.mailpulse,
+            dir.path(),
+            &[("MAILPULSE_LIVE__TICK_MS", "1000")],
+        )?;
+        server.wait_ready().await?;
+        // Some data, so the overview is of realistic size.
+        loadgen::run(Load {
+            addr: server.addr,
+            path: "/webhooks/optimizely".into(),
+            connections: 8,
+            duration: Duration::from_secs(1),
+            rate: Some(2_000.0),
+            body: crate::ingest::batch("seed", 10),
+            headers: vec![("content-type".into(), "application/json".into())],
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss_before = server.rss_bytes();
+        let shared = Arc::new(Shared {
+            delays: Mutex::new(Histogram::new_with_bounds(1, 600_000, 3)?),
+            updates: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        });
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            tasks.push(tokio::spawn(client(
+                server.addr,
+                shared.clone(),
+                i % 10 == 0,
+            )));
+            if i % 250 == 249 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let failed = shared.failed.load(Ordering::Relaxed) as usize;
+        let rss_with = server.rss_bytes();
+        shared.updates.store(0, Ordering::Relaxed);
+        shared.delays.lock().unwrap().reset();
+        let (cpu0, own0) = (server.cpu_seconds(), own_cpu_seconds());
+        loadgen::run(Load {
+            addr: server.addr,
+            path: "/webhooks/optimizely".into(),
+            connections: 4,
+            duration: Duration::from_secs_f64(opts.seconds),
+            rate: Some(50.0),
+            body: single("fan"),
+            headers: vec![("content-type".into(), "application/json".into())],
+        })
+        .await?;
+        let secs = opts.seconds;
+        let server_cpu = (server.cpu_seconds() - cpu0) / secs;
+        let bench_cpu = (own_cpu_seconds() - own0) / secs;
+        let updates = shared.updates.load(Ordering::Relaxed) as f64 / secs;
+        let h = shared.delays.lock().unwrap().clone();
+        let per_client = (rss_with.saturating_sub(rss_before)) as f64 / (n - failed).max(1) as f64;
+        s.row(vec![
+            n.to_string(),
+            (n - failed).to_string(),
+            format!("{updates:.0}"),
+            format!("{server_cpu:.2} cores"),
+            format!("{bench_cpu:.2} cores"),
+            format!("{:.1} KB (target < 20 KB)", per_client / 1024.0),
+            ms(Duration::from_millis(h.value_at_quantile(0.5))),
+            ms(Duration::from_millis(h.value_at_quantile(0.99))),
+            ms(Duration::from_millis(h.max())),
+        ]);
+        for t in tasks {
+            t.abort();
+        }
+        server.stop();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(s)
+}
