@@ -56,7 +56,7 @@ async fn client(addr: std::net::SocketAddr, shared: Arc<Shared>, sample: bool) {
                 shared.updates.fetch_add(1, Ordering::Relaxed);
                 if sample {
                     local.saturating_record(d.max(1) as u64);
-                    if local.len() % 8 == 0 {
+                    if local.len().is_multiple_of(8) {
                         let _ = shared.delays.lock().unwrap().add(&local);
                         local.reset();
                     }

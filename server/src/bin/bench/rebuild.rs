@@ -39,7 +39,7 @@ async fn fill(dir: &std::path::Path, n: u64, span_ms: i64) -> anyhow::Result<Dur
         for _ in 0..per_batch.min(n - i) {
             let received_at = now - span_ms + (i as i64 * span_ms) / n as i64;
             let lag = rng.random_range(500..10_000);
-            let mailing = if i % 20 == 0 {
+            let mailing = if i.is_multiple_of(20) {
                 format!("tx-{}", i % 5)
             } else {
                 format!("campaign-{}", (i / 50_000) % 200)
