@@ -61,6 +61,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Send realistic Optimizely traffic to a running mailpulse.
+    Simulate(crate::sim::SimArgs),
 }
 
 /// Flags of the server. Each overrides the file and the environment.
@@ -81,6 +83,9 @@ pub struct ServeArgs {
     /// Where the built site (wasm, JS, CSS) lives [env: MAILPULSE_SITE_ROOT]
     #[arg(long)]
     pub site_root: Option<PathBuf>,
+    /// Also run the traffic simulator against this server (a live demo).
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// The name of the source served at `/webhooks/optimizely`.

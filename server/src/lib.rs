@@ -9,6 +9,7 @@ pub mod error;
 pub mod hub;
 pub mod ingest;
 pub mod metrics;
+pub mod sim;
 pub mod store;
 pub mod web;
 
