@@ -449,7 +449,7 @@ impl Plan {
             }
         }
         // Half the payloads carry the mailId (Optimizely does not document it).
-        let extra = if n % 2 == 0 {
+        let extra = if n.is_multiple_of(2) {
             json!({"mailId": mail_id})
         } else {
             json!({})
