@@ -92,7 +92,9 @@ test-browser: setup-test
 	cd end2end && MAILPULSE_BIN=$(TARGET_DIR)/debug/mailpulse MAILPULSE_SITE_ROOT=$(SITE_ROOT) \
 	  npx playwright test
 
+# Every benchmark on loopback, bounded in time; writes BENCHMARKS.md.
 bench: setup
 	cargo leptos build --release
-	MAILPULSE_SITE_ROOT=$(SITE_ROOT) cargo run --release -p mailpulse --bin mailpulse-bench -- \
-	  --mailpulse $(TARGET_DIR)/release/mailpulse --out BENCHMARKS.md
+	cargo build --release -p mailpulse --bin mailpulse-bench
+	MAILPULSE_SITE_ROOT=$(SITE_ROOT) $(TARGET_DIR)/release/mailpulse-bench \
+	  --mailpulse $(TARGET_DIR)/release/mailpulse all --out BENCHMARKS.md
