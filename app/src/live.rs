@@ -288,6 +288,7 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
+            alerts: vec![],
         })
     }
 
@@ -304,6 +305,7 @@ mod tests {
                     }],
                     remove: vec![],
                 }),
+                alerts: None,
             }),
         }
     }

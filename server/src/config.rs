@@ -118,6 +118,94 @@ pub struct Config {
     pub live: LiveConfig,
     /// Known mailings: which are transactional, and their names.
     pub mailings: MailingsConfig,
+    /// Alert rules and where notifications go.
+    pub alerts: AlertsConfig,
+    /// A generic JSON webhook that receives every alert notification
+    /// (12-factor shorthand for one `[[alerts.channels]]` of type webhook).
+    pub alert_webhook_url: Option<Secret>,
+    /// Optimizely's REST API, to ask the state of stuck transactional mails.
+    pub optimizely: Option<OptimizelyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Include the built-in rules (see docs/alerts.md).
+    pub defaults: bool,
+    /// Reminder interval of firing, unacknowledged alerts (default 30m).
+    pub repeat_interval: String,
+    /// Base URL of this mailpulse as people reach it, for links in messages
+    /// (default: http://<addr>).
+    pub dashboard_url: Option<String>,
+    /// After a restart, no alert resolves for this long while the live
+    /// windows refill (default 60s).
+    pub startup_grace: String,
+    pub rules: Vec<crate::alerts::rules::RuleDef>,
+    pub channels: Vec<ChannelConfig>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            defaults: true,
+            repeat_interval: "30m".into(),
+            dashboard_url: None,
+            startup_grace: "60s".into(),
+            rules: vec![],
+            channels: vec![],
+        }
+    }
+}
+
+/// One place alert notifications go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Unique name (default: the type, numbered if repeated).
+    pub name: Option<String>,
+    /// `webhook`, `slack`, `pagerduty` or `email`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// webhook / slack: the URL to POST to; pagerduty: the Events API URL
+    /// (default https://events.pagerduty.com/v2/enqueue).
+    pub url: Option<Secret>,
+    /// pagerduty: the integration's routing key.
+    pub routing_key: Option<Secret>,
+    /// email: the SMTP relay.
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// `starttls` (default), `tls` or `none`.
+    pub tls: Option<String>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Only notifications of this severity or worse (default warning: all).
+    #[serde(default)]
+    pub min_severity: mailpulse_app::protocol::Severity,
+}
+
+impl ChannelConfig {
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.kind.clone())
+    }
+}
+
+/// Credentials of Optimizely's REST API (an API user).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizelyConfig {
+    pub client_id: String,
+    pub username: String,
+    pub password: Secret,
+    /// Default https://api.campaign.episerver.net/rest
+    #[serde(default = "optimizely_base_url")]
+    pub base_url: String,
+}
+
+fn optimizely_base_url() -> String {
+    "https://api.campaign.episerver.net/rest".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,7 +234,7 @@ pub struct MailingsConfig {
 
 /// Top-level keys, so stray `MAILPULSE_*` variables (e.g. of test tools) are
 /// not mistaken for settings.
-const TOP_LEVEL_KEYS: [&str; 10] = [
+const TOP_LEVEL_KEYS: [&str; 13] = [
     "addr",
     "data_dir",
     "site_root",
@@ -157,6 +245,9 @@ const TOP_LEVEL_KEYS: [&str; 10] = [
     "api_token",
     "live",
     "mailings",
+    "alerts",
+    "alert_webhook_url",
+    "optimizely",
 ];
 
 impl Default for Config {
@@ -172,6 +263,9 @@ impl Default for Config {
             api_token: None,
             live: LiveConfig::default(),
             mailings: MailingsConfig::default(),
+            alerts: AlertsConfig::default(),
+            alert_webhook_url: None,
+            optimizely: None,
         }
     }
 }
@@ -413,6 +507,8 @@ impl Config {
         {
             anyhow::bail!("api_token is set but empty");
         }
+        crate::alerts::channels(self)?;
+        crate::alerts::rule_set(self, &[]).map_err(|e| anyhow::anyhow!("alert rules: {e}"))?;
         if self.store.max_group_requests == 0 {
             anyhow::bail!("store.max_group_requests must be positive");
         }

@@ -4,11 +4,13 @@
 //! [`run`] is the whole server given a bound listener; `main` only parses
 //! configuration and calls it, and the integration tests call it on port 0.
 
+pub mod alerts;
 pub mod config;
 pub mod error;
 pub mod hub;
 pub mod ingest;
 pub mod metrics;
+pub mod optimizely;
 pub mod sim;
 pub mod store;
 pub mod web;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub live: metrics::LiveHandle,
     pub store: store::Store,
     pub sources: ingest::Sources,
+    /// Optimizely's REST API, when credentials are configured.
+    pub optimizely: Option<Arc<optimizely::Optimizely>>,
     /// What `/metrics` reports.
     pub telemetry: Arc<prometheus_client::registry::Registry>,
     /// Cancelled when the server shuts down; long-lived tasks and websocket
@@ -80,20 +84,28 @@ impl Server {
         let (live, engine_parts) = metrics::channels();
         let store = store::Store::open(&config, live.clone())?;
         let ready = Arc::new(AtomicBool::new(false));
+        let (channel_refs, channels) = alerts::channels(&config)?;
+        let config = Arc::new(config);
         let engine = metrics::engine::spawn(
             engine_parts,
             store.clone(),
             metrics::EngineConfig {
                 tick: Duration::from_millis(config.live.tick_ms),
-                configured: config.mailing_settings(),
+                config: config.clone(),
+                channels: channel_refs,
             },
             ready.clone(),
             token.clone(),
         );
+        let notifier = tokio::spawn(alerts::notify::run(store.clone(), channels, token.clone()));
         let state = AppState {
+            optimizely: config
+                .optimizely
+                .clone()
+                .map(|o| Arc::new(optimizely::Optimizely::new(o))),
             telemetry: web::telemetry::registry(&store, &live.hub),
             sources: ingest::Sources::from_config(&config),
-            config: Arc::new(config),
+            config,
             leptos,
             live,
             store: store.clone(),
@@ -102,6 +114,7 @@ impl Server {
         };
         let tasks = vec![
             engine,
+            notifier,
             tokio::spawn(store::retention::run(
                 store,
                 state.config.store.clone(),

@@ -18,8 +18,24 @@ const ROUNDS: usize = 5;
 const SENDERS: usize = 4;
 const BATCH: usize = 25;
 
-/// Starts the binary on a free port; returns the child and its address.
-fn start(data_dir: &Path) -> (Child, String) {
+/// The real binary, killed with SIGKILL when dropped (also on a panic).
+struct Binary(Child);
+
+impl Binary {
+    fn sigkill(&mut self) {
+        let _ = self.0.kill(); // SIGKILL on unix
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        self.sigkill();
+    }
+}
+
+/// Starts the binary on a free port; returns it and its address.
+fn start(data_dir: &Path) -> (Binary, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailpulse"))
         .arg("serve")
         .env("MAILPULSE_ADDR", "127.0.0.1:0")
@@ -42,7 +58,7 @@ fn start(data_dir: &Path) -> (Child, String) {
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("server reports its address");
-    (child, addr)
+    (Binary(child), addr)
 }
 
 fn batch(tag: &str) -> Value {
@@ -98,8 +114,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
         }
         let lifetime = Duration::from_millis(rng.random_range(300..1500));
         tokio::time::sleep(lifetime).await;
-        child.kill().expect("SIGKILL"); // SIGKILL on unix
-        child.wait().unwrap();
+        child.sigkill();
         stop.store(true, Ordering::Relaxed);
         for s in senders {
             s.await.unwrap();
@@ -114,8 +129,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
 
     // A last start proves the store opens cleanly after the kills.
     let (mut child, _) = start(dir.path());
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.sigkill();
 
     let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     let mut stmt = conn

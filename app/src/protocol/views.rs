@@ -190,8 +190,12 @@ pub struct SeriesPoint {
     /// Bucket start, ms since epoch.
     pub t: i64,
     pub counters: Counters,
+    /// Webhook lag of the events that arrived in this bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<Percentiles>,
+    /// Dispatch delay of the transactional mails sent in this bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Percentiles>,
 }
 
 impl Series {
@@ -298,6 +302,108 @@ pub struct DomainBounces {
     pub unknown: u64,
 }
 
+/// Traffic-light health.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    #[default]
+    Ok,
+    Warning,
+    Critical,
+}
+
+/// One transactional mailing's dispatch health.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TxMailing {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Dispatches accepted by Optimizely with no `sent` event yet.
+    pub queue_depth: u64,
+    /// Age of the oldest of them (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_queued_ms: Option<i64>,
+    /// Dispatch delay over 5 minutes (open dispatches count at their age).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Percentiles>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sent_at: Option<i64>,
+    /// Sends per minute over the last 5 minutes.
+    pub sent_per_min: f64,
+    pub status: Health,
+}
+
+/// Transactional mail as a whole: what on-call staff look at first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransactionalHealth {
+    pub status: Health,
+    pub queue_depth: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_queued_ms: Option<i64>,
+    /// Dispatch delay over 5 minutes, all transactional mailings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Percentiles>,
+    /// `sent` events of tracked mailings that matched no dispatch (5 min).
+    pub unmatched_sent_5m: u64,
+    pub sent_per_min: f64,
+    pub mailings: Vec<TxMailing>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Warning,
+    Critical,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    #[default]
+    Pending,
+    Firing,
+    Resolved,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    pub comment: String,
+    pub at: i64,
+}
+
+/// One alert incident: a rule's condition for one scope.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertView {
+    pub id: i64,
+    pub rule: String,
+    pub severity: Severity,
+    pub state: AlertState,
+    /// `overall`, `class:transactional`, `mailing:<id>`, …
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailing: Option<String>,
+    /// One line: what, where, since when, value against threshold.
+    pub summary: String,
+    pub started_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firing_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// How to show `value` and `threshold`: `ms`, `ratio`, `count`, `per_sec`.
+    pub unit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked: Option<Ack>,
+    /// Muted by a silence or inhibited by another alert: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted: Option<String>,
+}
+
 /// The overview page (`/`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OverviewState {
@@ -309,6 +415,9 @@ pub struct OverviewState {
     /// Everything, per 10 s, for the last hour.
     pub series: Series,
     pub feed: FeedStatus,
+    pub transactional: TransactionalHealth,
+    /// Pending and firing alerts, most severe first.
+    pub alerts: Vec<AlertView>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -322,6 +431,10 @@ pub struct OverviewDelta {
     pub series: Vec<SeriesPoint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feed: Option<FeedStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactional: Option<TransactionalHealth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<AlertView>>,
 }
 
 /// The mailings page (`/mailings`): every known mailing.
@@ -329,6 +442,7 @@ pub struct OverviewDelta {
 pub struct MailingsState {
     pub now: i64,
     pub mailings: Vec<MailingRow>,
+    pub alerts: Vec<AlertView>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -336,6 +450,21 @@ pub struct MailingsDelta {
     pub now: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailings: Option<RowsDelta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<AlertView>>,
+}
+
+/// Dispatch figures of one transactional mailing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MailingDispatch {
+    pub health: TxMailing,
+    /// Dispatch delay per window (open dispatches count at their age).
+    pub delay: BTreeMap<Window, Percentiles>,
+    /// Upper bounds (ms) of the delay histogram's bins; the last bin is
+    /// open-ended.
+    pub bin_bounds_ms: Vec<u64>,
+    /// Dispatches sent in the last 24 h per bin.
+    pub bins: Vec<u64>,
 }
 
 /// One mailing (`/mailings/{id}`).
@@ -347,6 +476,10 @@ pub struct MailingState {
     /// This mailing, per 10 s, for the last hour.
     pub series: Series,
     pub bounces: BounceBreakdown,
+    /// For mailings with dispatch reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<MailingDispatch>,
+    pub alerts: Vec<AlertView>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -360,6 +493,10 @@ pub struct MailingDelta {
     pub series: Vec<SeriesPoint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounces: Option<BounceBreakdown>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<Option<MailingDispatch>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<AlertView>>,
 }
 
 /// The wall screen (`/wall`): large numbers, campaigns sending now.
@@ -370,6 +507,8 @@ pub struct WallState {
     /// Mailings sending now, most recent first.
     pub sending: Vec<MailingRow>,
     pub feed: FeedStatus,
+    pub transactional: TransactionalHealth,
+    pub alerts: Vec<AlertView>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -381,6 +520,10 @@ pub struct WallDelta {
     pub sending: Option<RowsDelta>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feed: Option<FeedStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactional: Option<TransactionalHealth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<AlertView>>,
 }
 
 /// The state of any topic.
@@ -403,6 +546,11 @@ pub enum TopicDelta {
     Wall(WallDelta),
 }
 
+/// `Some(new)` if it differs from `old`.
+fn changed<T: Clone + PartialEq>(old: &T, new: &T) -> Option<T> {
+    (old != new).then(|| new.clone())
+}
+
 fn set<T: Clone>(target: &mut T, v: &Option<T>) {
     if let Some(v) = v {
         *target = v.clone();
@@ -421,34 +569,42 @@ impl TopicState {
                     mailings: RowsDelta::between(&a.mailings, &b.mailings),
                     series: Series::changed(&a.series, &b.series),
                     feed: (a.feed != b.feed).then_some(b.feed),
+                    transactional: changed(&a.transactional, &b.transactional),
+                    alerts: changed(&a.alerts, &b.alerts),
                 };
-                (d.summary.is_some()
+                let any = d.summary.is_some()
                     || d.mailings.is_some()
                     || !d.series.is_empty()
-                    || d.feed.is_some())
-                .then_some(TopicDelta::Overview(d))
+                    || d.feed.is_some()
+                    || d.transactional.is_some()
+                    || d.alerts.is_some();
+                any.then_some(TopicDelta::Overview(d))
             }
             (TopicState::Mailings(a), TopicState::Mailings(b)) => {
-                RowsDelta::between(&a.mailings, &b.mailings).map(|m| {
-                    TopicDelta::Mailings(MailingsDelta {
-                        now: b.now,
-                        mailings: Some(m),
-                    })
-                })
+                let d = MailingsDelta {
+                    now: b.now,
+                    mailings: RowsDelta::between(&a.mailings, &b.mailings),
+                    alerts: changed(&a.alerts, &b.alerts),
+                };
+                (d.mailings.is_some() || d.alerts.is_some()).then_some(TopicDelta::Mailings(d))
             }
             (TopicState::Mailing(a), TopicState::Mailing(b)) => {
                 let d = MailingDelta {
                     now: b.now,
-                    row: (a.row != b.row).then(|| b.row.clone()),
-                    windows: (a.windows != b.windows).then(|| b.windows.clone()),
+                    row: changed(&a.row, &b.row),
+                    windows: changed(&a.windows, &b.windows),
                     series: Series::changed(&a.series, &b.series),
-                    bounces: (a.bounces != b.bounces).then(|| b.bounces.clone()),
+                    bounces: changed(&a.bounces, &b.bounces),
+                    dispatch: changed(&a.dispatch, &b.dispatch),
+                    alerts: changed(&a.alerts, &b.alerts),
                 };
-                (d.row.is_some()
+                let any = d.row.is_some()
                     || d.windows.is_some()
                     || !d.series.is_empty()
-                    || d.bounces.is_some())
-                .then_some(TopicDelta::Mailing(d))
+                    || d.bounces.is_some()
+                    || d.dispatch.is_some()
+                    || d.alerts.is_some();
+                any.then_some(TopicDelta::Mailing(d))
             }
             (TopicState::Wall(a), TopicState::Wall(b)) => {
                 let d = WallDelta {
@@ -456,9 +612,15 @@ impl TopicState {
                     summary: SummaryDelta::between(&a.summary, &b.summary),
                     sending: RowsDelta::between(&a.sending, &b.sending),
                     feed: (a.feed != b.feed).then_some(b.feed),
+                    transactional: changed(&a.transactional, &b.transactional),
+                    alerts: changed(&a.alerts, &b.alerts),
                 };
-                (d.summary.is_some() || d.sending.is_some() || d.feed.is_some())
-                    .then_some(TopicDelta::Wall(d))
+                let any = d.summary.is_some()
+                    || d.sending.is_some()
+                    || d.feed.is_some()
+                    || d.transactional.is_some()
+                    || d.alerts.is_some();
+                any.then_some(TopicDelta::Wall(d))
             }
             _ => None,
         }
@@ -477,6 +639,8 @@ impl TopicState {
                 }
                 s.series.apply(&d.series, d.now);
                 set(&mut s.feed, &d.feed);
+                set(&mut s.transactional, &d.transactional);
+                set(&mut s.alerts, &d.alerts);
                 true
             }
             (TopicState::Mailings(s), TopicDelta::Mailings(d)) => {
@@ -484,6 +648,7 @@ impl TopicState {
                 if let Some(m) = &d.mailings {
                     m.apply(&mut s.mailings);
                 }
+                set(&mut s.alerts, &d.alerts);
                 true
             }
             (TopicState::Mailing(s), TopicDelta::Mailing(d)) => {
@@ -492,6 +657,8 @@ impl TopicState {
                 set(&mut s.windows, &d.windows);
                 s.series.apply(&d.series, d.now);
                 set(&mut s.bounces, &d.bounces);
+                set(&mut s.dispatch, &d.dispatch);
+                set(&mut s.alerts, &d.alerts);
                 true
             }
             (TopicState::Wall(s), TopicDelta::Wall(d)) => {
@@ -503,6 +670,8 @@ impl TopicState {
                     m.apply(&mut s.sending);
                 }
                 set(&mut s.feed, &d.feed);
+                set(&mut s.transactional, &d.transactional);
+                set(&mut s.alerts, &d.alerts);
                 true
             }
             _ => false,
@@ -534,6 +703,7 @@ mod tests {
                 ..Counters::default()
             },
             lag: None,
+            delay: None,
         }
     }
 
@@ -555,6 +725,7 @@ mod tests {
                 points,
             },
             feed: FeedStatus::default(),
+            ..OverviewState::default()
         })
     }
 

@@ -217,6 +217,7 @@ mod tests {
                     ..MailingRow::default()
                 })
                 .collect(),
+            alerts: vec![],
         })
     }
 

@@ -16,7 +16,7 @@ const COARSE_SPAN_MS: i64 = 86_400_000;
 /// Two significant digits: ±1 % is plenty for "p95 = 41 s".
 const SIGFIG: u8 = 2;
 
-fn new_hist() -> Histogram<u64> {
+pub fn new_hist() -> Histogram<u64> {
     // Auto-resizing: small until a large value arrives.
     Histogram::new(SIGFIG).expect("2 significant digits is valid")
 }
@@ -141,13 +141,30 @@ impl Durations {
 
     /// Percentiles over `w` ending now; `None` without samples.
     pub fn window(&self, w: Window, now: i64) -> Option<Percentiles> {
+        percentiles(&self.merged(w, now))
+    }
+
+    /// All samples of `w` ending now, in one histogram.
+    pub fn merged(&self, w: Window, now: i64) -> Histogram<u64> {
         let len = w.secs() * 1000;
-        let h = if len <= FINE_SPAN_MS {
+        if len <= FINE_SPAN_MS {
             self.fine.merged_last(len, now)
         } else {
             self.coarse.merged_last(len, now)
-        };
-        percentiles(&h)
+        }
+    }
+
+    /// Counts of the samples of `w` in the given upper bounds (ms), the last
+    /// bucket open-ended: a histogram for display.
+    pub fn bins(&self, w: Window, now: i64, bounds: &[u64]) -> Vec<u64> {
+        let h = self.merged(w, now);
+        let mut out = vec![0u64; bounds.len() + 1];
+        for v in h.iter_recorded() {
+            let x = v.value_iterated_to();
+            let i = bounds.iter().position(|b| x <= *b).unwrap_or(bounds.len());
+            out[i] += v.count_at_value();
+        }
+        out
     }
 
     /// Percentiles of the fine slot starting at `slot`.

@@ -5,6 +5,7 @@
 //! tested inline; [`engine`] is the task around them.
 
 pub mod buckets;
+pub mod dispatch;
 pub mod durations;
 pub mod engine;
 pub mod rebuild;

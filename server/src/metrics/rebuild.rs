@@ -7,6 +7,7 @@
 use super::durations::COARSE_MS;
 use super::state::{LiveState, MailingSettings, Observed};
 use crate::ingest::parse::TimeSource;
+use crate::store::dispatch::{ClosedDispatch, DispatchReport};
 use mailpulse_app::protocol::{BounceKind, Counters, EventType, MailingClass};
 use r2d2_sqlite::rusqlite::Connection;
 use std::time::Instant;
@@ -159,6 +160,43 @@ pub fn rebuild(conn: &Connection, state: &mut LiveState, now: i64) -> anyhow::Re
             state.observe(&observed, now, true);
         }
     }
+    // The dispatch queue: open dispatches, delays of the last day, recent
+    // unmatched sent events.
+    let mut s = conn.prepare(
+        "SELECT mail_id, mailing_id, recipient_id, accepted_at FROM dispatches WHERE sent_at IS NULL",
+    )?;
+    let mut rows = s.query([])?;
+    while let Some(r) = rows.next()? {
+        state.dispatch.opened(&DispatchReport {
+            mail_id: r.get(0)?,
+            mailing_id: r.get(1)?,
+            recipient_id: r.get(2)?,
+            accepted_at: r.get(3)?,
+        });
+    }
+    let mut s = conn.prepare(
+        "SELECT mail_id, mailing_id, accepted_at, sent_at FROM dispatches WHERE sent_at > ?1",
+    )?;
+    let mut rows = s.query([now - DAY_MS])?;
+    while let Some(r) = rows.next()? {
+        state.dispatch.closed(
+            &ClosedDispatch {
+                mail_id: r.get(0)?,
+                mailing_id: r.get(1)?,
+                accepted_at: r.get(2)?,
+                sent_at: r.get(3)?,
+            },
+            now,
+        );
+    }
+    let mut s =
+        conn.prepare("SELECT mailing_id, event_time FROM unmatched_sent WHERE event_time > ?1")?;
+    let mut rows = s.query([now - HOUR_MS])?;
+    while let Some(r) = rows.next()? {
+        let mailing: String = r.get(0)?;
+        state.dispatch.unmatched(&mailing, r.get(1)?, now);
+    }
+
     stats.millis = started.elapsed().as_millis() as u64;
     Ok(stats)
 }

@@ -3,11 +3,13 @@
 
 use super::durations::Durations;
 use super::scope::{Scope, SERIES_STEP_MS};
+use crate::store::dispatch::SentMatch;
 use crate::store::Committed;
 use mailpulse_app::protocol::{
-    sort_rows, BounceBreakdown, BounceKind, Counters, DomainBounces, EventType, FeedStatus,
-    MailingClass, MailingRow, MailingState, MailingsState, OverviewState, ScopeStats, Series,
-    SeriesPoint, Summary, WallState, Window, WindowStats,
+    sort_rows, BounceBreakdown, BounceKind, Counters, DomainBounces, EventType, FeedStatus, Health,
+    MailingClass, MailingDispatch, MailingRow, MailingState, MailingsState, OverviewState,
+    ScopeStats, Series, SeriesPoint, Summary, TransactionalHealth, TxMailing, WallState, Window,
+    WindowStats,
 };
 use std::collections::HashMap;
 
@@ -18,6 +20,10 @@ const OVERVIEW_ROWS: usize = 50;
 const TOP_DOMAINS: usize = 25;
 /// A mailing "is sending" if it sent within this long.
 const SENDING_MS: i64 = 120_000;
+/// Bins of the dispatch-delay histogram (upper bounds, ms).
+const DELAY_BINS_MS: [u64; 8] = [
+    1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000,
+];
 
 /// Name and class of a mailing, from configuration or the API.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -122,6 +128,8 @@ pub struct LiveState {
     /// Webhook events received per second (by arrival), for the feed rate.
     pub arrivals: super::buckets::Buckets,
     pub last_received_at: Option<i64>,
+    /// The transactional dispatch queue.
+    pub dispatch: super::dispatch::DispatchState,
 }
 
 impl LiveState {
@@ -138,6 +146,7 @@ impl LiveState {
             configured,
             arrivals: super::buckets::Buckets::new(1000, 120_000),
             last_received_at: None,
+            dispatch: super::dispatch::DispatchState::default(),
         }
     }
 
@@ -165,9 +174,18 @@ impl LiveState {
         }
     }
 
-    /// Counts one committed event.
+    /// Counts one committed event (and what it did to the dispatch queue).
     pub fn apply(&mut self, c: &Committed, now: i64) {
         let e = &c.event;
+        match &c.dispatch {
+            SentMatch::Closed(closed) => self.dispatch.closed(closed, now),
+            SentMatch::Unmatched => {
+                if let Some(m) = e.mailing_id.as_deref() {
+                    self.dispatch.unmatched(m, e.event_time.min(now), now);
+                }
+            }
+            SentMatch::NotTracked => {}
+        }
         self.observe(
             &Observed {
                 event_type: e.event_type,
@@ -274,6 +292,7 @@ impl LiveState {
             m.scope.prune(now);
         }
         self.arrivals.prune(now);
+        self.dispatch.prune(now);
     }
 
     fn scope_stats(scope: &Scope, lag: Option<&mut Durations>, now: i64) -> ScopeStats {
@@ -342,7 +361,15 @@ impl LiveState {
         rows
     }
 
-    fn series(scope: &Scope, lag: Option<&mut Durations>, now: i64) -> Series {
+    /// The last hour per 10 s: counters by event time, lag (and, for the
+    /// overview, dispatch delay) by arrival time. Buckets without counts
+    /// but with a delay (a stall's backlog going out) are points too.
+    fn series(
+        scope: &Scope,
+        lag: Option<&mut Durations>,
+        mut dispatch: Option<&mut super::dispatch::DispatchState>,
+        now: i64,
+    ) -> Series {
         let from = scope.tens.bucket_of(now - HOUR_MS) + SERIES_STEP_MS;
         let mut lag = lag;
         Series {
@@ -355,7 +382,64 @@ impl LiveState {
                     t,
                     counters: *c,
                     lag: lag.as_mut().and_then(|l| l.point(t)),
+                    delay: dispatch.as_mut().and_then(|d| d.delay_point(t)),
                 })
+                .collect(),
+        }
+    }
+
+    /// Transactional mailings: of that class, or with dispatch reports;
+    /// active in the last day or with dispatches waiting.
+    pub fn transactional_ids(&self, now: i64) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .mailings
+            .iter()
+            .filter(|(id, m)| {
+                self.class_of(id) == MailingClass::Transactional
+                    && m.scope.last_event_at.is_some_and(|t| t > now - 86_400_000)
+            })
+            .map(|(id, _)| id.clone())
+            .chain(
+                self.dispatch
+                    .mailings()
+                    .filter(|id| self.dispatch.stats(Some(id)).depth > 0)
+                    .cloned(),
+            )
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    fn tx_mailing(&self, id: &str, now: i64) -> TxMailing {
+        let q = self.dispatch.stats(Some(id));
+        let scope = self.mailings.get(id).map(|m| &m.scope);
+        TxMailing {
+            id: id.to_string(),
+            name: self.name_of(id),
+            queue_depth: q.depth,
+            oldest_queued_ms: q.oldest_accepted_at.map(|t| (now - t).max(0)),
+            delay: self.dispatch.delay(Some(id), Window::M5, now),
+            last_sent_at: scope.and_then(|s| s.last_sent_at),
+            sent_per_min: scope.map_or(0.0, |s| s.window(Window::M5, now).sent as f64 / 5.0),
+            status: Health::Ok,
+        }
+    }
+
+    /// Transactional health; `status` fields are the alert engine's to set.
+    pub fn transactional_health(&self, now: i64) -> TransactionalHealth {
+        let q = self.dispatch.stats(None);
+        TransactionalHealth {
+            status: Health::Ok,
+            queue_depth: q.depth,
+            oldest_queued_ms: q.oldest_accepted_at.map(|t| (now - t).max(0)),
+            delay: self.dispatch.delay(None, Window::M5, now),
+            unmatched_sent_5m: self.dispatch.unmatched_in(None, Window::M5, now),
+            sent_per_min: self.transactional.window(Window::M5, now).sent as f64 / 5.0,
+            mailings: self
+                .transactional_ids(now)
+                .iter()
+                .map(|id| self.tx_mailing(id, now))
                 .collect(),
         }
     }
@@ -369,8 +453,15 @@ impl LiveState {
             now,
             summary: self.summary(now),
             mailings,
-            series: Self::series(&self.overall, Some(&mut self.overall_lag), now),
+            series: Self::series(
+                &self.overall,
+                Some(&mut self.overall_lag),
+                Some(&mut self.dispatch),
+                now,
+            ),
             feed: self.feed(now),
+            transactional: self.transactional_health(now),
+            alerts: vec![],
         }
     }
 
@@ -378,6 +469,7 @@ impl LiveState {
         MailingsState {
             now,
             mailings: self.rows_where(now, |_| true),
+            alerts: vec![],
         }
     }
 
@@ -391,18 +483,34 @@ impl LiveState {
             summary: self.summary(now),
             sending,
             feed: self.feed(now),
+            transactional: self.transactional_health(now),
+            alerts: vec![],
         }
     }
 
     /// One mailing's view, or `None` if no event of it is known.
     pub fn mailing(&self, id: &str, now: i64) -> Option<MailingState> {
         let m = self.mailings.get(id)?;
+        let dispatch = self
+            .dispatch
+            .delay_bins(id, now, &DELAY_BINS_MS)
+            .map(|bins| MailingDispatch {
+                health: self.tx_mailing(id, now),
+                delay: Window::ALL
+                    .iter()
+                    .filter_map(|w| Some((*w, self.dispatch.delay(Some(id), *w, now)?)))
+                    .collect(),
+                bin_bounds_ms: DELAY_BINS_MS.to_vec(),
+                bins,
+            });
         Some(MailingState {
             now,
             row: self.row(id, m, now),
             windows: Self::scope_stats(&m.scope, None, now).windows,
-            series: Self::series(&m.scope, None, now),
+            series: Self::series(&m.scope, None, None, now),
             bounces: m.bounces.view(),
+            dispatch,
+            alerts: vec![],
         })
     }
 }

@@ -5,6 +5,7 @@
 //! read-only connections. This module owns the handle the rest of the
 //! server uses; `docs/store.md` describes the schema.
 
+pub mod dispatch;
 pub mod retention;
 pub mod schema;
 mod writer;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use r2d2_sqlite::rusqlite;
-pub use writer::{dedup_key, Committed, IngestOutcome};
+pub use writer::{dedup_key, Committed, IngestOutcome, Param};
 
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "mailpulse.db";
@@ -186,6 +187,7 @@ impl Store {
         let mut deleted = 0;
         let mut step = writer::RetentionStep::Events {
             up_to_id: boundary.unwrap_or(0),
+            events_before,
         };
         loop {
             let (reply, answer) = oneshot::channel();
@@ -232,6 +234,51 @@ impl Store {
                 reply: None,
             })
             .is_ok()
+    }
+
+    /// Runs statements in one transaction through the writer; answers once
+    /// committed.
+    pub async fn execute(
+        &self,
+        statements: Vec<(&'static str, Vec<Param>)>,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(writer::Cmd::Upsert {
+                statements,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// As [`Store::execute`] without waiting: false when the writer's queue
+    /// is full (the caller keeps the statements and tries again).
+    pub fn execute_nowait(&self, statements: Vec<(&'static str, Vec<Param>)>) -> bool {
+        self.tx
+            .try_send(writer::Cmd::Upsert {
+                statements,
+                reply: None,
+            })
+            .is_ok()
+    }
+
+    /// Records reported transactional dispatches; answers once committed.
+    pub async fn record_dispatches(
+        &self,
+        reports: Vec<dispatch::DispatchReport>,
+    ) -> Result<dispatch::DispatchOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        match self.tx.try_send(writer::Cmd::Dispatches { reports, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.busy_rejections.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreError::Busy(self.capacity));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Stores a mailing's class and name (set through the API).

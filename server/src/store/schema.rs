@@ -108,6 +108,105 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    (
+        3,
+        "transactional dispatches and unmatched sent events",
+        r#"
+    CREATE TABLE dispatches (
+        mail_id       TEXT PRIMARY KEY,
+        mailing_id    TEXT NOT NULL,
+        recipient_id  TEXT NOT NULL,
+        accepted_at   INTEGER NOT NULL,
+        reported_at   INTEGER NOT NULL,
+        sent_at       INTEGER,
+        sent_event_id INTEGER
+    );
+    CREATE INDEX dispatches_open ON dispatches (mailing_id, recipient_id, accepted_at)
+        WHERE sent_at IS NULL;
+    CREATE INDEX dispatches_open_age ON dispatches (accepted_at) WHERE sent_at IS NULL;
+    CREATE INDEX dispatches_closed ON dispatches (sent_at) WHERE sent_at IS NOT NULL;
+
+    CREATE TABLE unmatched_sent (
+        event_id     INTEGER PRIMARY KEY,
+        mailing_id   TEXT NOT NULL,
+        recipient_id TEXT,
+        mail_id      TEXT,
+        event_time   INTEGER NOT NULL
+    );
+    CREATE INDEX unmatched_by_recipient ON unmatched_sent (mailing_id, recipient_id);
+    CREATE INDEX unmatched_by_mail ON unmatched_sent (mail_id);
+    CREATE INDEX unmatched_by_time ON unmatched_sent (event_time);
+    "#,
+    ),
+    (
+        4,
+        "alert incidents, history, outbox, silences, rules",
+        r#"
+    CREATE TABLE alert_incidents (
+        id             INTEGER PRIMARY KEY,
+        rule           TEXT NOT NULL,
+        scope          TEXT NOT NULL,
+        severity       TEXT NOT NULL,
+        state          TEXT NOT NULL,
+        started_at     INTEGER NOT NULL,
+        firing_at      INTEGER,
+        resolved_at    INTEGER,
+        value          REAL,
+        threshold      REAL,
+        summary        TEXT NOT NULL,
+        acked_by       TEXT,
+        acked_at       INTEGER,
+        ack_comment    TEXT,
+        last_notified_at INTEGER,
+        notifications  INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX alert_incidents_open ON alert_incidents (rule, scope)
+        WHERE state != 'resolved';
+    CREATE INDEX alert_incidents_recent ON alert_incidents (started_at);
+
+    CREATE TABLE alert_history (
+        id          INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL,
+        at          INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        detail      TEXT NOT NULL
+    );
+    CREATE INDEX alert_history_by_incident ON alert_history (incident_id, at);
+
+    CREATE TABLE alert_outbox (
+        id            INTEGER PRIMARY KEY,
+        incident_id   INTEGER NOT NULL,
+        channel       TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        seq           INTEGER NOT NULL,
+        payload       TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        delivered_at  INTEGER,
+        last_error    TEXT,
+        UNIQUE (incident_id, channel, kind, seq)
+    );
+    CREATE INDEX alert_outbox_due ON alert_outbox (next_attempt_at) WHERE delivered_at IS NULL;
+
+    CREATE TABLE alert_silences (
+        id         INTEGER PRIMARY KEY,
+        rule       TEXT,
+        scope      TEXT,
+        starts_at  INTEGER NOT NULL,
+        ends_at    INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        comment    TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+
+    CREATE TABLE alert_rules (
+        name       TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// Brings the database to the newest schema.

@@ -8,8 +8,12 @@
 //! that sees 200 knows its events are on disk, and one that does not may
 //! retry without creating duplicates.
 
+use super::dispatch::{
+    self, DispatchMailings, DispatchOutcome, DispatchReport, DispatchUpdate, SentMatch,
+};
 use super::{StoreError, StoreStats};
 use crate::ingest::parse::{Event, ParsedBatch};
+use crate::metrics::engine::Update;
 use crate::metrics::LiveHandle;
 use mailpulse_app::protocol::{BounceKind, Counters, EventType};
 use r2d2_sqlite::rusqlite::{params, Connection, ToSql, Transaction};
@@ -43,15 +47,21 @@ pub(crate) enum Cmd {
         statements: Vec<(&'static str, Vec<Param>)>,
         reply: Option<oneshot::Sender<Result<(), StoreError>>>,
     },
+    /// Records reported transactional dispatches.
+    Dispatches {
+        reports: Vec<DispatchReport>,
+        reply: oneshot::Sender<Result<DispatchOutcome, StoreError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
 }
 
 /// A parameter of an [`Cmd::Upsert`] statement.
-#[derive(Debug, Clone)]
-pub(crate) enum Param {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
     Int(i64),
+    Real(f64),
     Text(Option<String>),
     Blob(Vec<u8>),
 }
@@ -62,6 +72,7 @@ impl ToSql for Param {
     ) -> r2d2_sqlite::rusqlite::Result<r2d2_sqlite::rusqlite::types::ToSqlOutput<'_>> {
         match self {
             Param::Int(i) => i.to_sql(),
+            Param::Real(r) => r.to_sql(),
             Param::Text(t) => t.to_sql(),
             Param::Blob(b) => b.to_sql(),
         }
@@ -71,8 +82,8 @@ impl ToSql for Param {
 /// Where a retention pass is; each step is one small transaction.
 #[derive(Clone, Debug)]
 pub(crate) enum RetentionStep {
-    Events { up_to_id: i64 },
-    Rollups,
+    Events { up_to_id: i64, events_before: i64 },
+    Rollups { events_before: i64 },
     Firsts,
 }
 
@@ -92,6 +103,8 @@ pub struct Committed {
     /// First open (for opens) or first click (for clicks) of this recipient
     /// in this mailing.
     pub first: bool,
+    /// For `sent` events: the dispatch it closed, if any.
+    pub dispatch: SentMatch,
 }
 
 pub(crate) fn spawn(
@@ -105,12 +118,20 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
+            let dispatch_mailings = match DispatchMailings::load(&conn) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read dispatch mailings; store writer not started");
+                    return;
+                }
+            };
             Writer {
                 conn,
                 live,
                 stats,
                 gate,
                 max_group,
+                dispatch_mailings,
             }
             .run(rx)
         })?;
@@ -123,6 +144,7 @@ struct Writer {
     stats: Arc<StoreStats>,
     gate: Arc<Mutex<()>>,
     max_group: usize,
+    dispatch_mailings: DispatchMailings,
 }
 
 struct Pending {
@@ -185,6 +207,12 @@ impl Writer {
                             let _ = reply.send(res);
                         }
                     }
+                    Cmd::Dispatches { reports, reply } => {
+                        let res = self
+                            .dispatches(&reports)
+                            .map_err(|e| StoreError::Failed(e.to_string()));
+                        let _ = reply.send(res);
+                    }
                     Cmd::Shutdown { reply } => {
                         tracing::info!("store writer stopped");
                         let _ = reply.send(());
@@ -211,6 +239,7 @@ impl Writer {
                     &p.keys,
                     &mut committed,
                     &mut rollups,
+                    &self.dispatch_mailings,
                 )?);
             }
             rollups.write(&tx)?;
@@ -242,7 +271,7 @@ impl Writer {
                 // Hand-off first, so a client that saw 200 and then looks at
                 // the dashboard finds its events on the next tick.
                 if !committed.is_empty() {
-                    self.live.submit_blocking(committed);
+                    self.live.submit_blocking(Update::Events(committed));
                 }
                 for (p, o) in group.into_iter().zip(outcomes) {
                     let _ = p.reply.send(Ok(o));
@@ -256,6 +285,18 @@ impl Writer {
                 }
             }
         }
+    }
+
+    fn dispatches(&mut self, reports: &[DispatchReport]) -> anyhow::Result<DispatchOutcome> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut update = DispatchUpdate::default();
+        let tx = self.conn.transaction()?;
+        let out = dispatch::record(&tx, reports, &mut self.dispatch_mailings, &mut update, now)?;
+        tx.commit()?;
+        if update != DispatchUpdate::default() {
+            self.live.submit_blocking(Update::Dispatches(update));
+        }
+        Ok(out)
     }
 
     fn upsert(&mut self, statements: &[(&'static str, Vec<Param>)]) -> anyhow::Result<()> {
@@ -275,27 +316,47 @@ impl Writer {
     ) -> anyhow::Result<(u64, Option<RetentionStep>)> {
         let tx = self.conn.transaction()?;
         let result = match step {
-            RetentionStep::Events { up_to_id } => {
+            RetentionStep::Events {
+                up_to_id,
+                events_before,
+            } => {
                 let n = tx.execute(
                     "DELETE FROM events WHERE id IN \
                      (SELECT id FROM events WHERE id <= ?1 ORDER BY id LIMIT ?2)",
                     params![up_to_id, RETENTION_CHUNK],
                 )? as u64;
                 let next = if n as i64 == RETENTION_CHUNK {
-                    RetentionStep::Events { up_to_id }
+                    RetentionStep::Events {
+                        up_to_id,
+                        events_before,
+                    }
                 } else {
-                    RetentionStep::Rollups
+                    RetentionStep::Rollups { events_before }
                 };
                 (n, Some(next))
             }
-            RetentionStep::Rollups => {
+            RetentionStep::Rollups { events_before } => {
                 let minute = rollups_before.div_euclid(60_000);
                 let day = rollups_before.div_euclid(86_400_000);
-                let n = tx.execute(
-                    "DELETE FROM rollup_minute WHERE minute < ?1",
-                    params![minute],
-                )? + tx
-                    .execute("DELETE FROM rollup_bounce_day WHERE day < ?1", params![day])?;
+                let now = chrono::Utc::now().timestamp_millis();
+                let mut n = 0;
+                for (sql, bound) in [
+                    ("DELETE FROM rollup_minute WHERE minute < ?1", minute),
+                    ("DELETE FROM rollup_bounce_day WHERE day < ?1", day),
+                    // Lag histograms only serve the last day.
+                    ("DELETE FROM lag_5m WHERE slot < ?1", now - 2 * 86_400_000),
+                    // A sent event still unmatched after a day will not be.
+                    ("DELETE FROM unmatched_sent WHERE event_time < ?1", now - 86_400_000),
+                    // Dispatches go with the raw events.
+                    ("DELETE FROM dispatches WHERE accepted_at < ?1", events_before),
+                    // Delivered notifications are kept as long as raw events.
+                    (
+                        "DELETE FROM alert_outbox WHERE delivered_at IS NOT NULL AND created_at < ?1",
+                        events_before,
+                    ),
+                ] {
+                    n += tx.execute(sql, params![bound])?;
+                }
                 (n as u64, Some(RetentionStep::Firsts))
             }
             RetentionStep::Firsts => {
@@ -357,6 +418,7 @@ fn insert_batch(
     keys: &[[u8; 16]],
     committed: &mut Vec<Committed>,
     rollups: &mut Rollups,
+    dispatch_mailings: &DispatchMailings,
 ) -> anyhow::Result<IngestOutcome> {
     let mut insert_event = tx.prepare_cached(
         "INSERT OR IGNORE INTO events (dedup_key, source, type, type_raw, client_id, mailing_id, \
@@ -407,12 +469,19 @@ fn insert_batch(
         if inserted == 1 {
             accepted += 1;
             rollups.add(&e, first);
+            let id = tx.last_insert_rowid();
+            let dispatch = if e.event_type == EventType::Sent {
+                dispatch::match_sent(tx, &e, id, dispatch_mailings)?
+            } else {
+                SentMatch::NotTracked
+            };
             // The live engine never needs the raw text; don't carry it.
             e.raw = String::new();
             committed.push(Committed {
-                id: tx.last_insert_rowid(),
+                id,
                 event: e,
                 first,
+                dispatch,
             });
         }
     }

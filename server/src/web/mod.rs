@@ -2,8 +2,10 @@
 //! (where an auth extractor can later go), health endpoints, the REST API,
 //! `/metrics`, the websocket and the Leptos pages rendered on the server.
 
+pub mod alerts;
 pub mod api;
 pub mod telemetry;
+pub mod transactional;
 pub mod ws;
 
 use crate::{ingest, AppState};
@@ -35,6 +37,19 @@ pub fn router(state: AppState) -> Router {
         .route("/mailings/{id}/series", get(api::mailing_series))
         .route("/series", get(api::series))
         .route("/events", get(api::events))
+        .route("/dispatches", post(transactional::post_dispatches))
+        .route("/dispatches/stuck", get(transactional::stuck))
+        .route("/transactional", get(transactional::health))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/{id}/ack", post(alerts::ack))
+        .route("/alerts/{id}/chart.png", get(alerts::chart))
+        .route("/silences", post(alerts::silence))
+        .route("/silences/{id}", axum::routing::delete(alerts::unsilence))
+        .route("/alert-rules", get(alerts::rules))
+        .route(
+            "/alert-rules/{name}",
+            axum::routing::put(alerts::put_rule).delete(alerts::delete_rule),
+        )
         .route("/openapi.json", get(api::openapi))
         .fallback(|| async {
             crate::error::ApiError::NotFound(
