@@ -4,6 +4,7 @@
 //! cleared. Pure: time is passed in.
 
 use super::rules::{Condition, Metric, Quantile, Rule, Scope, Span};
+use crate::metrics::scope::RECENT_SENDS;
 use crate::metrics::state::LiveState;
 use mailpulse_app::protocol::{Counters, MailingClass, Percentiles, Window};
 
@@ -178,6 +179,10 @@ fn observe(
                         .map(|t| (now - t) as f64 / 1000.0),
                     "oldest queued dispatch".into(),
                 ),
+                Metric::OverdueDispatches => (
+                    Some(state.dispatch.overdue(m, now) as f64),
+                    "overdue dispatches".into(),
+                ),
                 Metric::EventsPerSecond => (
                     Some(state.feed(now).events_per_sec),
                     "webhook events per second".into(),
@@ -219,12 +224,15 @@ fn observe(
     }
 }
 
-/// Silence of one mailing: time since its last `sent` event against its
-/// own recent rate — the lower of the rates over the 10 and the 60 minutes
-/// before that last send, so a mailing winding down for the night is not
-/// judged by its busy hour. Silent when that rate would have produced
-/// [`SILENCE_SURPRISE`] sends in the gap, the gap is at least `min_ms`,
-/// and the mailing normally sends.
+/// Silence of one mailing: the time since its last `sent` event, against
+/// what its own recent sending makes surprising. The rate is the lower of
+/// the rates over its latest 64 and 16 sends and over the hour before its last send
+/// (its history, if younger), so a mailing winding down is not judged by its
+/// busy hour; the gap must also be half again as long as the longest gap
+/// among those latest sends, so the quiet stretches of a naturally bursty or
+/// sparse mailing are not mistaken for a stall. Silent when the rate would
+/// have produced [`SILENCE_SURPRISE`] sends in the gap, the gap is at least
+/// `min_ms`, and the mailing normally sends.
 fn silence(
     state: &LiveState,
     now: i64,
@@ -247,23 +255,41 @@ fn silence(
     let Some(last) = m.scope.last_sent_at else {
         return none(scope, mailing);
     };
-    let sends_in = |len: i64| -> u64 {
-        let to = m.scope.mins.bucket_of(last);
-        m.scope
-            .mins
-            .range(to - len + MINUTE, to)
-            .map(|(_, c)| c.sent)
-            .sum()
-    };
-    let (n10, n60) = (sends_in(10 * MINUTE), sends_in(60 * MINUTE));
+    let to = m.scope.mins.bucket_of(last);
+    let n60: u64 = m
+        .scope
+        .mins
+        .range(to - 59 * MINUTE, to)
+        .map(|(_, c)| c.sent)
+        .sum();
     // A mailing younger than an hour is judged over its own history.
     let age = m.scope.first_event_at.map_or(60 * MINUTE, |f| {
         (last - f + MINUTE).clamp(10 * MINUTE, 60 * MINUTE)
     });
-    let per_ms = (n10 as f64 / (10 * MINUTE) as f64).min(n60 as f64 / age as f64);
+    let per_ms_hour = n60 as f64 / age as f64;
+    // Rates over the latest 64 and the latest 16 sends: the shorter one
+    // follows a mailing that is quietening down (evening) sooner.
+    let recent = &m.scope.recent_sends;
+    let rate_of = |n: usize| -> Option<f64> {
+        let n = n.min(recent.len());
+        let (first, last) = (recent.get(recent.len().checked_sub(n)?)?, recent.back()?);
+        (n >= 2 && last > first).then(|| (n - 1) as f64 / (last - first) as f64)
+    };
+    let longest_gap = recent
+        .iter()
+        .zip(recent.iter().skip(1))
+        .map(|(a, b)| b - a)
+        .max()
+        .unwrap_or(0);
+    let per_ms = [rate_of(RECENT_SENDS), rate_of(16)]
+        .into_iter()
+        .flatten()
+        .fold(per_ms_hour, f64::min);
     let gap = (now - last).max(0);
     let limit = if per_ms > 0.0 {
-        (SILENCE_SURPRISE / per_ms).max(min_ms as f64)
+        (SILENCE_SURPRISE / per_ms)
+            .max(min_ms as f64)
+            .max(1.5 * longest_gap as f64)
     } else {
         f64::INFINITY
     };
@@ -370,7 +396,22 @@ mod tests {
         // 60 s without a send at 3/min (one every 20 s) is unremarkable.
         let obs = evaluate(&rule("transactional-silent"), &s, NOW);
         assert!(!obs[0].active, "{obs:?}");
-        assert!(obs[0].threshold > 200.0, "{obs:?}");
+        assert!(obs[0].threshold > 120.0, "{obs:?}");
+    }
+
+    #[test]
+    fn a_sparse_mailing_with_long_natural_gaps_is_judged_by_them() {
+        let mut s = state_with_tx();
+        // Bursts of 10 sends a second apart, every 4 minutes, for an hour.
+        for burst in 0..15 {
+            for k in 0..10 {
+                sent(&mut s, "tx", NOW - 60_000 - burst * 240_000 - k * 1000);
+            }
+        }
+        // 3 minutes after the last burst is normal for this mailing.
+        let obs = evaluate(&rule("transactional-silent"), &s, NOW + 120_000);
+        assert!(!obs[0].active, "{obs:?}");
+        assert!(obs[0].threshold >= 1.5 * 230.0, "{obs:?}");
     }
 
     #[test]

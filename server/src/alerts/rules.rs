@@ -120,6 +120,8 @@ pub enum Metric {
     QueueDepth,
     /// Age of the oldest open dispatch, seconds.
     OldestQueuedAge,
+    /// Open dispatches far older than dispatches usually take.
+    OverdueDispatches,
     /// Webhook events per second over the last minute.
     EventsPerSecond,
     /// `sent` events of tracked mailings that matched no dispatch.
@@ -171,6 +173,7 @@ impl Metric {
             "sends_per_min" => Metric::SendsPerMinute,
             "queue_depth" => Metric::QueueDepth,
             "oldest_queued_age" => Metric::OldestQueuedAge,
+            "overdue_dispatches" => Metric::OverdueDispatches,
             "events_per_sec" => Metric::EventsPerSecond,
             "unmatched_sent" => Metric::UnmatchedSent,
             _ => return None,
@@ -185,7 +188,10 @@ impl Metric {
             Metric::Rate(_) => "ratio",
             Metric::SendsPerMinute => "per_min",
             Metric::EventsPerSecond => "per_sec",
-            Metric::Count(_) | Metric::QueueDepth | Metric::UnmatchedSent => "count",
+            Metric::Count(_)
+            | Metric::QueueDepth
+            | Metric::OverdueDispatches
+            | Metric::UnmatchedSent => "count",
         }
     }
 }
@@ -387,6 +393,15 @@ pub fn defaults() -> Vec<RuleDef> {
             )
         },
         RuleDef {
+            metric: Some("overdue_dispatches".into()),
+            scope: "class:transactional".into(),
+            above: Some(2.0),
+            ..base(
+                "transactional-overdue",
+                "Several transactional mails accepted by Optimizely are waiting far longer than mails usually take (over 30 s and 5x the past hour's p99 dispatch delay).",
+            )
+        },
+        RuleDef {
             kind: RuleKind::Silence,
             scope: "each:transactional".into(),
             after: Some("30s".into()),
@@ -462,10 +477,11 @@ mod tests {
         let mut d = defaults()[0].clone();
         d.clear = Some(90.0);
         assert!(d.compile(REPEAT).unwrap_err().contains("healthy side"));
-        let mut d = defaults()[2].clone();
+        let named = |n: &str| defaults().into_iter().find(|d| d.name == n).unwrap();
+        let mut d = named("transactional-silent");
         d.scope = "overall".into();
         assert!(d.compile(REPEAT).unwrap_err().contains("silence rule"));
-        let mut d = defaults()[3].clone();
+        let mut d = named("webhook-lag");
         d.scope = "each:campaign".into();
         assert!(d.compile(REPEAT).unwrap_err().contains("not per mailing"));
         let mut d = defaults()[0].clone();

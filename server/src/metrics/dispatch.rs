@@ -39,6 +39,11 @@ impl Default for DispatchState {
     }
 }
 
+/// An open dispatch is overdue past this age at the least…
+pub const OVERDUE_MIN_MS: i64 = 30_000;
+/// …and past this many times the recent p99 dispatch delay.
+pub const OVERDUE_FACTOR: f64 = 5.0;
+
 /// Queue figures of one mailing or of all.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct QueueStats {
@@ -105,6 +110,25 @@ impl DispatchState {
                 depth: q.open.len() as u64,
                 oldest_accepted_at: q.open.iter().next().map(|(t, _)| *t),
             })
+    }
+
+    /// Open dispatches that are overdue: older than [`OVERDUE_MIN_MS`] and
+    /// [`OVERDUE_FACTOR`] times the p99 of this scope's dispatch delays over
+    /// the last hour. A few of them at once is a stall, whatever the hour:
+    /// unlike silence, this needs no recent `sent` rate to judge by.
+    pub fn overdue(&self, mailing: Option<&str>, now: i64) -> u64 {
+        let Some(q) = self.queue(mailing) else {
+            return 0;
+        };
+        let Some((oldest, _)) = q.open.iter().next() else {
+            return 0;
+        };
+        if now - oldest <= OVERDUE_MIN_MS {
+            return 0;
+        }
+        let p99 = percentiles(&q.delays.merged(Window::H1, now)).map_or(0, |p| p.p99);
+        let limit = OVERDUE_MIN_MS.max((OVERDUE_FACTOR * p99 as f64) as i64);
+        q.open.range(..(now - limit, String::new())).count() as u64
     }
 
     /// Dispatch delay percentiles over `w`: the delays of dispatches that
@@ -221,6 +245,33 @@ mod tests {
         }
         let during = d.delay(None, Window::M5, now).unwrap();
         assert!(during.p95 > 60_000, "{during:?}");
+    }
+
+    #[test]
+    fn overdue_dispatches_are_judged_by_the_usual_delay() {
+        let now = 1_000_000_000;
+        let mut d = DispatchState::default();
+        // Usual delays of 1.5 s: overdue past the 30 s floor.
+        for i in 0..100 {
+            let at = now - 600_000 + i * 1000;
+            d.opened(&report(&format!("ok{i}"), "m", at));
+            d.closed(&close(&format!("ok{i}"), "m", at, at + 1500), now);
+        }
+        for (i, age) in [45_000, 35_000, 25_000, 5_000].into_iter().enumerate() {
+            d.opened(&report(&format!("open{i}"), "m", now - age));
+        }
+        assert_eq!(d.overdue(None, now), 2);
+        assert_eq!(d.overdue(Some("m"), now), 2);
+        assert_eq!(d.overdue(Some("other"), now), 0);
+        // A mailing whose mails usually take 20 s is judged by 100 s.
+        for i in 0..100 {
+            let at = now - 1_200_000 + i * 1000;
+            d.opened(&report(&format!("slow{i}"), "s", at));
+            d.closed(&close(&format!("slow{i}"), "s", at, at + 20_000), now);
+        }
+        d.opened(&report("s1", "s", now - 90_000));
+        d.opened(&report("s2", "s", now - 110_000));
+        assert_eq!(d.overdue(Some("s"), now), 1);
     }
 
     #[test]

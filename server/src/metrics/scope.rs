@@ -21,7 +21,13 @@ pub struct Scope {
     pub first_event_at: Option<i64>,
     pub last_event_at: Option<i64>,
     pub last_sent_at: Option<i64>,
+    /// Event times of the latest sends, oldest first (for silence: the
+    /// recent rate and the longest recent gap).
+    pub recent_sends: std::collections::VecDeque<i64>,
 }
+
+/// Sends remembered per scope for [`Scope::recent_sends`].
+pub const RECENT_SENDS: usize = 64;
 
 impl Default for Scope {
     fn default() -> Self {
@@ -33,6 +39,7 @@ impl Default for Scope {
             first_event_at: None,
             last_event_at: None,
             last_sent_at: None,
+            recent_sends: std::collections::VecDeque::new(),
         }
     }
 }
@@ -51,6 +58,16 @@ impl Scope {
         self.secs.add(t, now, c);
         self.tens.add(t, now, c);
         self.seen(t, c.sent > 0);
+        if c.sent > 0 {
+            // Mostly appended; a late send goes where it belongs.
+            let at = self.recent_sends.partition_point(|x| *x <= t);
+            if at > 0 || self.recent_sends.len() < RECENT_SENDS {
+                self.recent_sends.insert(at, t);
+                if self.recent_sends.len() > RECENT_SENDS {
+                    self.recent_sends.pop_front();
+                }
+            }
+        }
     }
 
     /// Only the minute buckets.

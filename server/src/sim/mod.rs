@@ -7,7 +7,7 @@
 pub mod scenario;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use scenario::{Action, Params, Plan, Scenario};
+use scenario::{Action, Params, Plan, Planned, Scenario};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,6 +65,16 @@ pub struct SimArgs {
     /// The campaign's mailing id.
     #[arg(long, default_value = "7101")]
     pub campaign_id: String,
+    /// queue-stall: when the stall starts (default: at 30 % of the run).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub stall_after: Option<Duration>,
+    /// queue-stall: how long it lasts (default: 25 % of the run).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub stall_for: Option<Duration>,
+    /// Before starting, send this much past transactional traffic at once
+    /// (with past timestamps), so rates and baselines have history.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub backfill: Option<Duration>,
     /// No progress bar (for logs and tests).
     #[arg(long)]
     pub quiet: bool,
@@ -109,6 +119,16 @@ impl SimArgs {
             start_hour: self.start_hour,
             fates,
             campaign_id: self.campaign_id.clone(),
+            stall: match (self.stall_after, self.stall_for) {
+                (None, None) => None,
+                (after, length) => {
+                    let d = self.duration.as_millis() as i64;
+                    Some((
+                        after.map_or(d * 3 / 10, |a| a.as_millis() as i64),
+                        length.map_or(d / 4, |l| l.as_millis() as i64),
+                    ))
+                }
+            },
         })
     }
 }
@@ -255,6 +275,75 @@ impl Client {
     }
 }
 
+/// A planned action as what goes on the wire, with times relative to
+/// `base` (ms since epoch).
+enum Item {
+    Event(Value),
+    Dispatch(Value),
+}
+
+fn render(p: Planned, base: i64) -> Item {
+    match p.action {
+        Action::Webhook {
+            event_time,
+            mut event,
+        } => {
+            // Mixed time formats, as a tolerant receiver must accept.
+            let t = base + event_time;
+            if event_time % 3 == 0 {
+                event["eventTime"] = json!(iso(t));
+            } else {
+                event["timestamp"] = json!(t);
+            }
+            Item::Event(event)
+        }
+        Action::Dispatch {
+            accepted_at,
+            mail_id,
+            mailing_id,
+            recipient_id,
+        } => Item::Dispatch(json!({
+            "mailId": mail_id,
+            "mailingId": mailing_id,
+            "recipientId": recipient_id,
+            "acceptedAt": iso(base + accepted_at),
+        })),
+    }
+}
+
+/// Sends `span` of past steady traffic ending at `now` at once.
+async fn backfill(
+    client: &Arc<Client>,
+    params: &Params,
+    span: Duration,
+    now: i64,
+) -> anyhow::Result<()> {
+    let ms = span.as_millis() as i64;
+    let past = Params {
+        scenarios: vec![Scenario::Steady],
+        duration_ms: ms,
+        start_hour: params.start_hour - ms as f64 * params.speed / 3_600_000.0,
+        seed: params.seed ^ 0x5EED_BAC4,
+        stall: None,
+        ..params.clone()
+    };
+    let (mut events, mut dispatches) = (Vec::new(), Vec::new());
+    for p in Plan::new(past) {
+        match render(p, now - ms) {
+            Item::Event(e) => events.push(e),
+            Item::Dispatch(d) => dispatches.push(d),
+        }
+    }
+    // Dispatches first, so their sent events close them.
+    for chunk in dispatches.chunks(MAX_BATCH) {
+        client.send_dispatches(chunk.to_vec()).await?;
+    }
+    for chunk in events.chunks(MAX_BATCH) {
+        client.send_events(chunk.to_vec()).await?;
+    }
+    Ok(())
+}
+
 fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -274,6 +363,15 @@ pub async fn run(args: &SimArgs, stop: CancellationToken) -> anyhow::Result<Repo
         counters: Arc::new(Counters::default()),
     });
     client.check().await?;
+    if let Some(span) = args.backfill {
+        backfill(
+            &client,
+            &params,
+            span,
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await?;
+    }
 
     let duration = Duration::from_millis(params.duration_ms as u64);
     let bar = if args.quiet {
@@ -415,6 +513,9 @@ pub async fn demo(
             hard_bounce: None,
             open: None,
             campaign_id: format!("{}", 7101 + round % 50),
+            stall_after: None,
+            stall_for: None,
+            backfill: None,
             quiet: true,
         };
         match run(&args, stop.clone()).await {

@@ -115,6 +115,9 @@ pub struct Params {
     pub fates: Fates,
     /// The campaign's mailing id.
     pub campaign_id: String,
+    /// Queue stall: when it starts and how long it lasts (ms); by default
+    /// from 30 % to 55 % of the run.
+    pub stall: Option<(i64, i64)>,
 }
 
 impl Default for Params {
@@ -130,6 +133,7 @@ impl Default for Params {
             start_hour: 8.0,
             fates: Fates::default(),
             campaign_id: "7101".into(),
+            stall: None,
         }
     }
 }
@@ -219,7 +223,10 @@ pub struct Plan {
 impl Plan {
     pub fn new(p: Params) -> Plan {
         let has = |s| p.scenarios.contains(&s);
-        let stall = has(Scenario::QueueStall).then(|| window(&p, 0.30, 0.55));
+        let stall = has(Scenario::QueueStall).then(|| match p.stall {
+            Some((after, length)) => (after, after + length),
+            None => window(&p, 0.30, 0.55),
+        });
         let outage = has(Scenario::FeedOutage).then(|| window(&p, 0.40, 0.55));
         let campaign =
             has(Scenario::Campaign) || has(Scenario::BounceStorm) || has(Scenario::FeedOutage);
@@ -263,9 +270,21 @@ impl Plan {
     /// whose rate follows the daily curve (in real time, compressed by
     /// `speed` only through the curve's clock).
     fn next_tx_gap(&mut self, t: i64) -> i64 {
-        let per_ms = (self.p.tx_per_min * daily_curve(self.hour_at(t)) / 60_000.0).max(1e-9);
+        let hour = self.hour_at(t);
+        let per_ms = (self.p.tx_per_min * daily_curve(hour) * self.lull(hour) / 60_000.0).max(1e-9);
         let gap = Exp::new(per_ms).map_or(60_000.0, |e| e.sample(&mut self.rng));
         t + gap.clamp(1.0, 3_600_000.0) as i64
+    }
+
+    /// Natural lulls and busy spells: the rate of each simulated
+    /// quarter-hour is scaled by a factor between 0.5 and 1.5, the same for
+    /// the same seed.
+    fn lull(&self, hour: f64) -> f64 {
+        let segment = (hour * 4.0).floor() as i64;
+        let mut r = ChaCha8Rng::seed_from_u64(
+            self.p.seed ^ (segment as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        0.5 + r.random::<f64>()
     }
 
     fn push(&mut self, at: i64, action: Action) {

@@ -3,6 +3,7 @@
 //! compared, that too) on loopback, drives it for a bounded time, and prints
 //! a Markdown table; `all --out BENCHMARKS.md` writes the whole report.
 
+mod detect;
 mod e2e;
 mod fanout;
 mod ingest;
@@ -43,6 +44,12 @@ enum Cmd {
     Fanout,
     /// Rebuild time after a restart with 1 and 10 million stored events.
     Rebuild,
+    /// False alerts and time to detect a stall on a simulated day.
+    Detect {
+        /// Only these runs (comma-separated: day, busy, quiet).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// Every benchmark; writes the report to --out.
     All {
         #[arg(long, default_value = "BENCHMARKS.md")]
@@ -64,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::E2e => print(e2e::run(&cli.opts).await?),
             Cmd::Fanout => print(fanout::run(&cli.opts).await?),
             Cmd::Rebuild => print(rebuild::run(&cli.opts).await?),
+            Cmd::Detect { only } => print(detect::run_all(&cli.opts, &only).await?),
             Cmd::All { out } => {
                 let started = std::time::Instant::now();
                 let sections = vec![
@@ -71,6 +79,7 @@ fn main() -> anyhow::Result<()> {
                     e2e::run(&cli.opts).await?,
                     fanout::run(&cli.opts).await?,
                     rebuild::run(&cli.opts).await?,
+                    detect::run_all(&cli.opts, &[]).await?,
                 ];
                 let mut doc = format!(
                     "# mailpulse benchmarks\n\nWritten by `make bench` on {} in {:.0} s.\n\n\
