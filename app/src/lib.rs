@@ -3,6 +3,8 @@
 //! the wasm bundle that takes the page over in the browser and keeps it live
 //! over the websocket. The wire contract both sides share is [`protocol`].
 
+pub mod components;
+pub mod fetch;
 pub mod live;
 pub mod pages;
 pub mod protocol;
@@ -11,7 +13,8 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    SsrMode, StaticSegment,
+    hooks::use_location,
+    path, SsrMode,
 };
 
 /// The HTML document around the app; only the server renders it.
@@ -23,8 +26,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
-                <HydrationScripts options/>
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
+                <HydrationScripts options/>
                 <MetaTags/>
             </head>
             <body>
@@ -44,15 +47,27 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/mailpulse.css"/>
         <Title text="mailpulse"/>
         <Router>
-            <pages::Header/>
+            <Chrome/>
             <main>
                 // Async: every number is in the HTML before any script runs.
                 <Routes fallback=|| view! { <pages::NotFound/> }>
-                    <Route path=StaticSegment("") view=pages::Overview ssr=SsrMode::Async/>
+                    <Route path=path!("") view=pages::overview::Overview ssr=SsrMode::Async/>
+                    <Route path=path!("/mailings") view=pages::mailings::Mailings ssr=SsrMode::Async/>
+                    <Route path=path!("/mailings/:id") view=pages::mailing::Mailing ssr=SsrMode::Async/>
+                    <Route path=path!("/transactional") view=pages::transactional::Transactional ssr=SsrMode::Async/>
+                    <Route path=path!("/alerts") view=pages::alerts::Alerts ssr=SsrMode::Async/>
+                    <Route path=path!("/wall") view=pages::wall::Wall ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
     }
+}
+
+/// The header on every page but the wall (which has no controls).
+#[component]
+fn Chrome() -> impl IntoView {
+    let location = use_location();
+    move || (location.pathname.get() != "/wall").then(|| view! { <pages::Header/> })
 }
 
 /// Entry point of the wasm bundle.

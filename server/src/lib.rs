@@ -4,6 +4,9 @@
 //! [`run`] is the whole server given a bound listener; `main` only parses
 //! configuration and calls it, and the integration tests call it on port 0.
 
+// Leptos views nest deep types; the server instantiates them all.
+#![recursion_limit = "256"]
+
 pub mod alerts;
 pub mod config;
 pub mod error;

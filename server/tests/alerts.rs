@@ -61,10 +61,17 @@ impl Receiver {
             .collect()
     }
 
-    fn kinds(&self, path: &str, rule: &str) -> Vec<String> {
+    /// The notifications of one rule (other rules may fire too).
+    fn of(&self, path: &str, rule: &str) -> Vec<Value> {
         self.all(path)
-            .iter()
+            .into_iter()
             .filter(|v| v["rule"] == rule)
+            .collect()
+    }
+
+    fn kinds(&self, path: &str, rule: &str) -> Vec<String> {
+        self.of(path, rule)
+            .iter()
             .map(|v| v["kind"].as_str().unwrap().to_string())
             .collect()
     }
@@ -196,7 +203,7 @@ async fn a_stall_fires_within_a_minute_and_resolves_once() {
         detection < Duration::from_secs(60),
         "detected after {detection:?}"
     );
-    let firing = receiver.all("/hook");
+    let firing = receiver.of("/hook", "transactional-silent");
     let n = &firing[0];
     assert_eq!(n["severity"], "critical");
     assert_eq!(n["mailing"], TX);
@@ -342,7 +349,7 @@ async fn killed_while_firing_loses_nothing_and_sends_nothing_twice() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     dispatcher.abort();
     child.kill();
-    let incident = receiver.all("/hook")[0]["incident_id"].clone();
+    let incident = receiver.of("/hook", "transactional-silent")[0]["incident_id"].clone();
 
     let _restarted = start_binary(dir.path(), port, &hook);
     wait_ready(&http, &base).await;
@@ -388,7 +395,7 @@ async fn killed_while_firing_loses_nothing_and_sends_nothing_twice() {
         vec!["firing", "resolved"]
     );
     let resolved = receiver
-        .all("/hook")
+        .of("/hook", "transactional-silent")
         .into_iter()
         .find(|v| v["kind"] == "resolved")
         .unwrap();

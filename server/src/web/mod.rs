@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use mailpulse_app::pages::source::{BoxFuture, ViewSource, Views};
-use mailpulse_app::protocol::{Topic, TopicState};
+use mailpulse_app::protocol::{RawEvent, Topic, TopicState};
 use mailpulse_app::{shell, App};
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
@@ -87,6 +87,62 @@ impl ViewSource for LiveViews {
     fn view(&self, topic: Topic) -> BoxFuture<Option<(u64, TopicState)>> {
         let live = self.0.live.clone();
         Box::pin(async move { live.view(topic).await.map(|p| (p.seq, p.state.clone())) })
+    }
+
+    fn latest_events(
+        &self,
+        mailing: String,
+        limit: usize,
+    ) -> BoxFuture<Result<Vec<RawEvent>, String>> {
+        let store = self.0.store.clone();
+        Box::pin(async move {
+            store
+                .read(move |c| {
+                    let mut s = c.prepare(
+                        "SELECT id, type, event_time, received_at, recipient_id, address, link, \
+                         bounce_category, bounce_reason FROM events WHERE mailing_id = ?1 \
+                         ORDER BY id DESC LIMIT ?2",
+                    )?;
+                    let rows =
+                        s.query_map(r2d2_sqlite::rusqlite::params![mailing, limit as i64], |r| {
+                            Ok(RawEvent {
+                                id: r.get(0)?,
+                                event_type: r.get(1)?,
+                                event_time: r.get(2)?,
+                                received_at: r.get(3)?,
+                                recipient: r.get(4)?,
+                                address: r
+                                    .get::<_, Option<String>>(5)?
+                                    .map(|a| api::mask_address(&a)),
+                                link: r.get(6)?,
+                                bounce: r.get(7)?,
+                                reason: r.get(8)?,
+                            })
+                        })?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn alerts(&self) -> BoxFuture<Result<serde_json::Value, String>> {
+        let live = self.0.live.clone();
+        Box::pin(async move {
+            let alerts = live.alerts().await.ok_or("the live engine is not ready")?;
+            let rules = live.rules().await;
+            Ok(serde_json::json!({ "alerts": alerts, "rules": rules }))
+        })
+    }
+
+    fn stuck(&self, older_than_ms: i64) -> BoxFuture<Result<serde_json::Value, String>> {
+        let state = self.0.clone();
+        Box::pin(async move {
+            let list = transactional::stuck_list(&state, older_than_ms, None, 1000)
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(list).map_err(|e| e.to_string())
+        })
     }
 }
 

@@ -152,7 +152,7 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 #[derive(Serialize)]
-struct Stuck {
+pub struct Stuck {
     mail_id: String,
     mailing_id: String,
     recipient_id: String,
@@ -163,47 +163,14 @@ struct Stuck {
     optimizely_status: Option<String>,
 }
 
-/// `GET /api/v1/dispatches/stuck?older_than=2m&mailing=&format=json|csv`
-pub async fn stuck(
-    State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    for k in q.keys() {
-        if !["older_than", "mailing", "format", "limit"].contains(&k.as_str()) {
-            return Err(ApiError::BadRequest(format!(
-                "unknown parameter `{k}`; this endpoint takes: older_than, mailing, format, limit"
-            )));
-        }
-    }
-    let older_than = match q.get("older_than") {
-        None => 60_000,
-        Some(v) => humantime::parse_duration(v)
-            .map(|d| d.as_millis() as i64)
-            .map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "parameter `older_than`: expected a duration like 90s or 5m, got {v:?}"
-                ))
-            })?,
-    };
-    let limit: i64 = match q.get("limit") {
-        None => 10_000,
-        Some(v) => v
-            .parse()
-            .ok()
-            .filter(|n| (1..=100_000).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "parameter `limit`: expected 1 to 100000, got {v:?}"
-                ))
-            })?,
-    };
-    let format = q.get("format").map(String::as_str).unwrap_or("json");
-    if !["json", "csv"].contains(&format) {
-        return Err(ApiError::BadRequest(format!(
-            "parameter `format`: expected json or csv, got {format:?}"
-        )));
-    }
-    let mailing = q.get("mailing").cloned();
+/// Open dispatches accepted more than `older_than` ms ago, oldest first;
+/// the oldest 50 with Optimizely's state of the mail when configured.
+pub async fn stuck_list(
+    state: &AppState,
+    older_than: i64,
+    mailing: Option<String>,
+    limit: i64,
+) -> Result<Vec<Stuck>, ApiError> {
     let now = chrono::Utc::now().timestamp_millis();
     let cutoff = now - older_than;
     let rows = state
@@ -257,6 +224,51 @@ pub async fn stuck(
             optimizely_status,
         });
     }
+    Ok(out)
+}
+
+/// `GET /api/v1/dispatches/stuck?older_than=2m&mailing=&format=json|csv`
+pub async fn stuck(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    for k in q.keys() {
+        if !["older_than", "mailing", "format", "limit"].contains(&k.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "unknown parameter `{k}`; this endpoint takes: older_than, mailing, format, limit"
+            )));
+        }
+    }
+    let older_than = match q.get("older_than") {
+        None => 60_000,
+        Some(v) => humantime::parse_duration(v)
+            .map(|d| d.as_millis() as i64)
+            .map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "parameter `older_than`: expected a duration like 90s or 5m, got {v:?}"
+                ))
+            })?,
+    };
+    let limit: i64 = match q.get("limit") {
+        None => 10_000,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "parameter `limit`: expected 1 to 100000, got {v:?}"
+                ))
+            })?,
+    };
+    let format = q.get("format").map(String::as_str).unwrap_or("json");
+    if !["json", "csv"].contains(&format) {
+        return Err(ApiError::BadRequest(format!(
+            "parameter `format`: expected json or csv, got {format:?}"
+        )));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let out = stuck_list(&state, older_than, q.get("mailing").cloned(), limit).await?;
     if format == "csv" {
         let mut w = csv::Writer::from_writer(Vec::new());
         for s in &out {

@@ -1,0 +1,184 @@
+//! Every mailing (`/mailings`) with live stats: sortable, filterable by
+//! class, searchable by id or name. All in the browser from the live topic.
+
+use super::{live_state, Problem};
+use crate::components::{class_badge, format, Sparkline};
+use crate::live::use_live;
+use crate::protocol::{MailingClass, MailingRow, MailingsState, Topic, TopicState};
+use leptos::prelude::*;
+
+fn mailings_of(s: &TopicState) -> MailingsState {
+    match s {
+        TopicState::Mailings(m) => m.clone(),
+        _ => MailingsState::default(),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sort {
+    Recent,
+    Name,
+    Sent,
+    OpenRate,
+    ClickRate,
+    BounceRate,
+}
+
+#[component]
+pub fn Mailings() -> impl IntoView {
+    let live = use_live();
+    live.follow(Topic::Mailings);
+    let initial = Resource::new(|| (), |_| super::get_view(Topic::Mailings.to_string()));
+    view! {
+        <h1>"Mailings"</h1>
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match initial.await {
+                    Ok(Some(first)) => {
+                        let state = live_state(Topic::Mailings, first.state);
+                        view! { <MailingsTable state/> }.into_any()
+                    }
+                    Ok(None) => view! { <Problem message="No data yet."/> }.into_any(),
+                    Err(e) => view! { <Problem message=format!("Could not load the mailings: {e}")/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+fn sorted(mut rows: Vec<MailingRow>, sort: Sort, desc: bool) -> Vec<MailingRow> {
+    let key = |r: &MailingRow| -> f64 {
+        let rates = r.totals.rates();
+        match sort {
+            Sort::Recent => r.last_event_at as f64,
+            Sort::Sent => r.totals.sent as f64,
+            Sort::OpenRate => rates.open.unwrap_or(-1.0),
+            Sort::ClickRate => rates.click.unwrap_or(-1.0),
+            Sort::BounceRate => rates.bounce.unwrap_or(-1.0),
+            Sort::Name => 0.0,
+        }
+    };
+    if sort == Sort::Name {
+        rows.sort_by(|a, b| {
+            a.name
+                .as_deref()
+                .unwrap_or(&a.id)
+                .to_lowercase()
+                .cmp(&b.name.as_deref().unwrap_or(&b.id).to_lowercase())
+        });
+    } else {
+        rows.sort_by(|a, b| key(a).total_cmp(&key(b)).then_with(|| a.id.cmp(&b.id)));
+    }
+    if desc {
+        rows.reverse();
+    }
+    rows
+}
+
+#[component]
+fn MailingsTable(state: Signal<TopicState>) -> impl IntoView {
+    let all = Memo::new(move |_| mailings_of(&state.get()).mailings);
+    let query = RwSignal::new(String::new());
+    let class = RwSignal::new(String::from("all"));
+    let sort = RwSignal::new((Sort::Recent, true));
+    let shown = Memo::new(move |_| {
+        let q = query.get().to_lowercase();
+        let c = class.get();
+        let (s, desc) = sort.get();
+        let rows: Vec<MailingRow> = all
+            .get()
+            .into_iter()
+            .filter(|r| match c.as_str() {
+                "transactional" => r.class == MailingClass::Transactional,
+                "campaign" => r.class == MailingClass::Campaign,
+                _ => true,
+            })
+            .filter(|r| {
+                q.is_empty()
+                    || r.id.to_lowercase().contains(&q)
+                    || r.name
+                        .as_ref()
+                        .is_some_and(|n| n.to_lowercase().contains(&q))
+            })
+            .collect();
+        sorted(rows, s, desc)
+    });
+    let header = move |label: &'static str, key: Sort| {
+        let aria = move || {
+            let (s, desc) = sort.get();
+            if s == key {
+                if desc {
+                    "descending"
+                } else {
+                    "ascending"
+                }
+            } else {
+                "none"
+            }
+        };
+        view! {
+            <th scope="col" aria-sort=aria>
+                <button class="sort" on:click=move |_| sort.update(|(s, d)| {
+                    if *s == key { *d = !*d } else { *s = key; *d = key != Sort::Name }
+                })>{label}</button>
+            </th>
+        }
+    };
+    let rows = move || {
+        shown
+            .get()
+            .into_iter()
+            .map(|m| {
+                let r = m.totals.rates();
+                let spark = m.sparkline.clone();
+                view! {
+                    <tr data-testid=format!("mailing-row-{}", m.id)>
+                        <th scope="row"><a href=format!("/mailings/{}", m.id)>{m.name.clone().unwrap_or_else(|| m.id.clone())}</a>
+                            {m.name.is_some().then(|| view! { <span class="muted">{format!(" #{}", m.id)}</span> })}</th>
+                        <td>{class_badge(m.class)}</td>
+                        <td class="spark-cell"><Sparkline values=Signal::derive(move || spark.clone())/></td>
+                        <td class="num">{format::count(m.totals.sent)}</td>
+                        <td class="num">{format::pct(r.open)}</td>
+                        <td class="num">{format::pct(r.click)}</td>
+                        <td class="num">{format::pct(r.bounce)}</td>
+                        <td class="num">{format::count(m.totals.unsubscribes)}</td>
+                        <td class="num">{format::count(m.totals.complaints)}</td>
+                        <td>{format::date_time(m.last_event_at)}</td>
+                    </tr>
+                }
+            })
+            .collect_view()
+    };
+    view! {
+        <div class="filters" role="search">
+            <label>"Search "
+                <input type="search" placeholder="id or name" aria-label="Search mailings by id or name"
+                    prop:value=move || query.get()
+                    on:input=move |ev| query.set(event_target_value(&ev))/>
+            </label>
+            <label>"Class "
+                <select aria-label="Filter by class" on:change=move |ev| class.set(event_target_value(&ev))>
+                    <option value="all">"all"</option>
+                    <option value="transactional">"transactional"</option>
+                    <option value="campaign">"campaign"</option>
+                </select>
+            </label>
+            <span class="muted" data-testid="mailing-count">{move || format!("{} of {} mailings", shown.get().len(), all.get().len())}</span>
+        </div>
+        <table class="list wide">
+            <thead><tr>
+                {header("Mailing", Sort::Name)}
+                <th scope="col">"Class"</th>
+                <th scope="col">"Last 30 min"</th>
+                {header("Sent", Sort::Sent)}
+                {header("Open", Sort::OpenRate)}
+                {header("Click", Sort::ClickRate)}
+                {header("Bounce", Sort::BounceRate)}
+                <th scope="col">"Unsub."</th>
+                <th scope="col">"Compl."</th>
+                {header("Last event", Sort::Recent)}
+            </tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+}
