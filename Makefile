@@ -93,7 +93,7 @@ test-browser: setup-test
 	  npx playwright test
 
 # Every benchmark on loopback, bounded in time; writes BENCHMARKS.md.
-bench: setup
+bench: setup-test
 	cargo leptos build --release
 	cargo build --release -p mailpulse --bin mailpulse-bench
 	MAILPULSE_SITE_ROOT=$(SITE_ROOT) $(TARGET_DIR)/release/mailpulse-bench \

@@ -11,6 +11,7 @@ mod loadgen;
 mod proc;
 mod rebuild;
 mod report;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -30,8 +31,16 @@ pub struct Opts {
     #[arg(long, global = true, default_value = "target/release/mailpulse")]
     pub mailpulse: PathBuf,
     /// Seconds each measured run lasts.
-    #[arg(long, global = true, default_value_t = 10.0)]
+    #[arg(long, global = true, default_value_t = 6.0)]
     pub seconds: f64,
+    /// The release site (wasm, JS, CSS) that cargo-leptos built.
+    #[arg(
+        long,
+        global = true,
+        env = "MAILPULSE_SITE_ROOT",
+        default_value = "target/site"
+    )]
+    pub site: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -50,6 +59,8 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Dashboard budgets: download size, server render time, browser CPU.
+    Ui,
     /// Every benchmark; writes the report to --out.
     All {
         #[arg(long, default_value = "BENCHMARKS.md")]
@@ -72,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Fanout => print(fanout::run(&cli.opts).await?),
             Cmd::Rebuild => print(rebuild::run(&cli.opts).await?),
             Cmd::Detect { only } => print(detect::run_all(&cli.opts, &only).await?),
+            Cmd::Ui => print(ui::run(&cli.opts, &cli.opts.site).await?),
             Cmd::All { out } => {
                 let started = std::time::Instant::now();
                 let sections = vec![
@@ -79,6 +91,7 @@ fn main() -> anyhow::Result<()> {
                     e2e::run(&cli.opts).await?,
                     fanout::run(&cli.opts).await?,
                     rebuild::run(&cli.opts).await?,
+                    ui::run(&cli.opts, &cli.opts.site).await?,
                     detect::run_all(&cli.opts, &[]).await?,
                 ];
                 let mut doc = format!(
