@@ -3,6 +3,10 @@
 //! the wasm bundle that takes the page over in the browser and keeps it live
 //! over the websocket. The wire contract both sides share is [`protocol`].
 
+// Leptos views are deeply nested types; the release (wasm-release) build of
+// the overview page needs more than the default 128 to compute their layout.
+#![recursion_limit = "256"]
+
 pub mod components;
 pub mod fetch;
 pub mod live;

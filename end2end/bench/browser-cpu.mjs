@@ -18,7 +18,7 @@ if (!url) {
 }
 
 /** CPU seconds (user + system) of a process and all its descendants. */
-function treeCpuSeconds(rootPid) {
+function treeCpuSeconds(rootPid, descendants = true) {
   const hz = 100;
   let total = 0;
   const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' });
@@ -38,7 +38,7 @@ function treeCpuSeconds(rootPid) {
     } catch {
       /* exited */
     }
-    stack.push(...(children.get(pid) || []));
+    if (descendants) stack.push(...(children.get(pid) || []));
   }
   return total;
 }
@@ -47,7 +47,9 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
 });
-const browserPid = browser.process?.()?.pid;
+// Chromium's processes are this script's descendants; its own CPU is
+// subtracted below.
+const chromiumCpu = () => treeCpuSeconds(process.pid) - treeCpuSeconds(process.pid, false);
 const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
 const errors = [];
 page.on('pageerror', (e) => errors.push(e.message));
@@ -71,13 +73,13 @@ const t0 = Date.now();
 const task0 = await metric('TaskDuration');
 const script0 = await metric('ScriptDuration');
 const layout0 = (await metric('LayoutDuration')) + (await metric('RecalcStyleDuration'));
-const cpu0 = browserPid ? treeCpuSeconds(browserPid) : 0;
+const cpu0 = chromiumCpu();
 await page.waitForTimeout(Number(seconds) * 1000);
 const wall = (Date.now() - t0) / 1000;
 const task = (await metric('TaskDuration')) - task0;
 const script = (await metric('ScriptDuration')) - script0;
 const layout = (await metric('LayoutDuration')) + (await metric('RecalcStyleDuration')) - layout0;
-const cpu = browserPid ? treeCpuSeconds(browserPid) - cpu0 : null;
+const cpu = chromiumCpu() - cpu0;
 const heap = await metric('JSHeapUsedSize');
 await browser.close();
 console.log(
@@ -86,7 +88,7 @@ console.log(
     main_thread_pct: (100 * task) / wall,
     script_pct: (100 * script) / wall,
     layout_pct: (100 * layout) / wall,
-    all_processes_pct: cpu === null ? null : (100 * cpu) / wall,
+    all_processes_pct: (100 * cpu) / wall,
     js_heap_bytes: heap,
     errors,
   }),

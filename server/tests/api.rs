@@ -354,3 +354,41 @@ async fn openapi_documents_every_route_and_metrics_are_prometheus_text() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn large_answers_are_gzipped_for_clients_that_ask_and_receipts_are_not() {
+    let server = TestServer::start().await;
+    let r = server
+        .http
+        .get(server.url("/api/v1/openapi.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let body = r.bytes().await.unwrap();
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
+    // Without the header, plain JSON.
+    let plain = server
+        .http
+        .get(server.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    serde_json::from_slice::<Value>(&plain.bytes().await.unwrap()).unwrap();
+    // A webhook receipt is too small to be worth compressing.
+    let receipt = server
+        .http
+        .post(server.url("/webhooks/optimizely"))
+        .header("accept-encoding", "gzip")
+        .header("content-type", "application/json")
+        .body(r#"{"type":"sent","mailingId":"1","recipientId":"z"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(receipt.status(), 200);
+    assert!(receipt.headers().get("content-encoding").is_none());
+    server.stop().await;
+}

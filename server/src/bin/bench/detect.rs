@@ -171,15 +171,17 @@ pub async fn run_all(opts: &Opts, only: &[String]) -> anyhow::Result<Section> {
         ]);
     }
     for (name, label, hour, stall_for) in [
-        ("busy", "stall at a busy hour (10:00)", 10.0, 90),
-        ("quiet", "stall at a quiet hour (03:00)", 3.0, 180),
+        // Long enough to show detection within the 60 s target; after the
+        // stall, 15 s of recovery for the resolved notices.
+        ("busy", "stall at a busy hour (10:00)", 10.0, 75),
+        ("quiet", "stall at a quiet hour (03:00)", 3.0, 90),
     ] {
         if !wanted(name) {
             continue;
         }
         let stall_after = Duration::from_secs(30);
         let mut a = args(
-            Duration::from_secs(30 + stall_for + 30),
+            Duration::from_secs(30 + stall_for + 15),
             1.0,
             hour,
             12,

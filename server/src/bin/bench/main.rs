@@ -86,14 +86,22 @@ fn main() -> anyhow::Result<()> {
             Cmd::Ui => print(ui::run(&cli.opts, &cli.opts.site).await?),
             Cmd::All { out } => {
                 let started = std::time::Instant::now();
-                let sections = vec![
-                    ingest::run(&cli.opts).await?,
-                    e2e::run(&cli.opts).await?,
-                    fanout::run(&cli.opts).await?,
-                    rebuild::run(&cli.opts).await?,
-                    ui::run(&cli.opts, &cli.opts.site).await?,
-                    detect::run_all(&cli.opts, &[]).await?,
-                ];
+                let mut sections = Vec::new();
+                // One at a time, each timed, so a slow one shows while it runs.
+                for name in ["ingest", "e2e", "fanout", "rebuild", "ui", "detect"] {
+                    let t = std::time::Instant::now();
+                    eprintln!("bench: {name}…");
+                    let section = match name {
+                        "ingest" => ingest::run(&cli.opts).await?,
+                        "e2e" => e2e::run(&cli.opts).await?,
+                        "fanout" => fanout::run(&cli.opts).await?,
+                        "rebuild" => rebuild::run(&cli.opts).await?,
+                        "ui" => ui::run(&cli.opts, &cli.opts.site).await?,
+                        _ => detect::run_all(&cli.opts, &[]).await?,
+                    };
+                    eprintln!("bench: {name} done in {:.0} s", t.elapsed().as_secs_f64());
+                    sections.push(section);
+                }
                 let mut doc = format!(
                     "# mailpulse benchmarks\n\nWritten by `make bench` on {} in {:.0} s.\n\n\
                      Machine: {}.\n\nAll load goes to loopback, bounded in time and count. \

@@ -189,6 +189,25 @@ pub async fn run(opts: &Opts, site: &Path) -> anyhow::Result<Section> {
         ],
     )?;
     server.wait_ready().await?;
+    // What a browser actually downloads: the server gzips on the fly.
+    let served = reqwest::Client::new()
+        .get(format!("http://{}/pkg/{wasm}", server.addr))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await?;
+    let encoding = served
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .to_string();
+    let served_bytes = served.bytes().await?.len() as u64;
+    s.row(vec![
+        format!("{wasm} as served (`accept-encoding: gzip`)"),
+        format!("{} ({encoding})", kb(served_bytes)),
+        "< 400 KB".into(),
+        verdict(served_bytes < 400 * 1024),
+    ]);
     let events = seed(server.addr).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let http = reqwest::Client::new();
