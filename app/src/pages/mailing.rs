@@ -4,7 +4,7 @@
 //! CSV export.
 
 use super::data;
-use super::overview::{history, use_range, RangePicker};
+use super::overview::{chart_lines, use_range, RangePicker};
 use super::{live_state, not_found_status, Problem};
 use crate::components::chart::{Chart, Unit};
 use crate::components::{class_badge, format, Tile};
@@ -71,25 +71,15 @@ fn MailingBody(
         let id = id.clone();
         move || format!("mailing:{id}")
     });
-    let send_history = history(scope, range, data::SEND_HISTORY);
-    let rate_history = history(scope, range, data::RATE_HISTORY);
     let span = Signal::derive(move || {
         let now = m.with(|m| m.now);
         (now - range.get().ms(), now)
     });
-    let sends_lines = Signal::derive(move || {
-        if range.get().live() {
-            m.with(|m| data::sends(&m.series, range.get().ms(), m.now))
-        } else {
-            send_history.get().unwrap_or_default()
-        }
+    let sends_lines = chart_lines(scope, range, data::SEND_HISTORY, move |span| {
+        m.with(|m| data::sends(&m.series, span, m.now))
     });
-    let rate_lines = Signal::derive(move || {
-        if range.get().live() {
-            m.with(|m| data::rates(&m.series, range.get().ms(), m.now))
-        } else {
-            rate_history.get().unwrap_or_default()
-        }
+    let rate_lines = chart_lines(scope, range, data::RATE_HISTORY, move |span| {
+        m.with(|m| data::rates(&m.series, span, m.now))
     });
     // New events arrive: refresh the raw list, at most every 5 s.
     #[cfg(feature = "hydrate")]

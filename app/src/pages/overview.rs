@@ -81,6 +81,25 @@ pub fn history(
     lines
 }
 
+/// A chart's lines: from the live state for live ranges (`live` gets the
+/// span in ms), from the rollups (fetched by [`history`]) otherwise.
+pub fn chart_lines(
+    scope: Signal<String>,
+    range: Memo<Range>,
+    metrics: &'static [data::HistoryMetric],
+    live: impl Fn(i64) -> Vec<Line> + Send + Sync + 'static,
+) -> Signal<Vec<Line>> {
+    let fetched = history(scope, range, metrics);
+    Signal::derive(move || {
+        let r = range.get();
+        if r.live() {
+            live(r.ms())
+        } else {
+            fetched.get().unwrap_or_default()
+        }
+    })
+}
+
 #[component]
 pub fn Overview() -> impl IntoView {
     let live = use_live();
@@ -125,8 +144,6 @@ fn OverviewBody(state: Signal<TopicState>) -> impl IntoView {
         (now - range.get().ms().min(3_600_000), now)
     });
     let scope = Signal::derive(|| "overall".to_string());
-    let send_history = history(scope, range, data::SEND_HISTORY);
-    let rate_history = history(scope, range, data::RATE_HISTORY);
     let hist_span = Signal::derive(move || {
         let now = o.with(|o| o.now);
         (now - range.get().ms(), now)
@@ -138,19 +155,11 @@ fn OverviewBody(state: Signal<TopicState>) -> impl IntoView {
             hist_span.get()
         }
     });
-    let sends_lines = Signal::derive(move || {
-        if range.get().live() {
-            o.with(|o| data::sends(&o.series, range.get().ms(), o.now))
-        } else {
-            send_history.get().unwrap_or_default()
-        }
+    let sends_lines = chart_lines(scope, range, data::SEND_HISTORY, move |span| {
+        o.with(|o| data::sends(&o.series, span, o.now))
     });
-    let rate_lines = Signal::derive(move || {
-        if range.get().live() {
-            o.with(|o| data::rates(&o.series, range.get().ms(), o.now))
-        } else {
-            rate_history.get().unwrap_or_default()
-        }
+    let rate_lines = chart_lines(scope, range, data::RATE_HISTORY, move |span| {
+        o.with(|o| data::rates(&o.series, span, o.now))
     });
     let delay_lines = Signal::derive(move || {
         o.with(|o| data::delay(&o.series, 3_600_000.min(range.get().ms()), o.now))
