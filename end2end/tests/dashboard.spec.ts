@@ -107,6 +107,9 @@ test('mailings can be searched, filtered and sorted', async ({ page, mailpulse }
     body: JSON.stringify({ class: 'transactional', name: 'Password reset' }),
   });
   await page.goto(mailpulse.url('/mailings'));
+  // Controls work once hydrated; typing into the server-rendered page before
+  // that would not filter anything.
+  await expect(page.getByTestId('link-status')).toHaveText('live');
   await expect(page.getByTestId('mailing-count')).toHaveText('2 of 2 mailings');
   await page.getByLabel('Search mailings by id or name').fill('password');
   await expect(page.getByTestId('mailing-count')).toHaveText('1 of 2 mailings');
@@ -149,6 +152,7 @@ test('a firing alert shows on every page and takes over the wall', async ({ brow
   await expect(wall.getByTestId('wall-alert')).toContainText('bounces');
   // Acknowledge from the alerts page.
   await page.goto(mailpulse.url('/alerts'));
+  await expect(page.getByTestId('link-status')).toHaveText('live');
   await page.getByLabel('Your name').first().fill('jane');
   await page.getByLabel('Comment').first().fill('on it');
   await page.getByRole('button', { name: 'Acknowledge' }).click();
