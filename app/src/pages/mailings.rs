@@ -1,9 +1,8 @@
 //! Every mailing (`/mailings`) with live stats: sortable, filterable by
 //! class, searchable by id or name. All in the browser from the live topic.
 
-use super::{live_state, Problem};
+use super::topic_page;
 use crate::components::{class_badge, format, Sparkline};
-use crate::live::use_live;
 use crate::protocol::{MailingClass, MailingRow, MailingsState, Topic, TopicState};
 use leptos::prelude::*;
 
@@ -26,23 +25,9 @@ enum Sort {
 
 #[component]
 pub fn Mailings() -> impl IntoView {
-    let live = use_live();
-    live.follow(Topic::Mailings);
-    let initial = Resource::new(|| (), |_| super::get_view(Topic::Mailings.to_string()));
     view! {
         <h1>"Mailings"</h1>
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match initial.await {
-                    Ok(Some(first)) => {
-                        let state = live_state(Topic::Mailings, first.state);
-                        view! { <MailingsTable state/> }.into_any()
-                    }
-                    Ok(None) => view! { <Problem message="No data yet."/> }.into_any(),
-                    Err(e) => view! { <Problem message=format!("Could not load the mailings: {e}")/> }.into_any(),
-                }
-            })}
-        </Suspense>
+        {topic_page(Topic::Mailings, "the mailings", |state| view! { <MailingsTable state/> })}
     }
 }
 

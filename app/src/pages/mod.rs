@@ -91,6 +91,39 @@ pub fn live_state(topic: Topic, first: TopicState) -> Signal<TopicState> {
     Signal::derive(move || live.state_of(&topic).unwrap_or_else(|| first.clone()))
 }
 
+/// A page that shows one topic: its state is loaded on the server (so the
+/// first paint has the numbers), then followed live; `body` renders it.
+/// `what` names the data in the error message.
+pub fn topic_page<V: IntoView + 'static>(
+    topic: Topic,
+    what: &'static str,
+    body: impl Fn(Signal<TopicState>) -> V + Clone + Send + Sync + 'static,
+) -> impl IntoView {
+    use_live().follow(topic.clone());
+    let initial = Resource::new(
+        {
+            let topic = topic.clone();
+            move || topic.to_string()
+        },
+        get_view,
+    );
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || {
+                let (topic, body) = (topic.clone(), body.clone());
+                Suspend::new(async move {
+                    match initial.await {
+                        Ok(Some(first)) => body(live_state(topic, first.state)).into_any(),
+                        Ok(None) => view! { <Problem message="No data yet."/> }.into_any(),
+                        Err(e) => view! { <Problem message=format!("Could not load {what}: {e}")/> }
+                            .into_any(),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
 /// The alerts of any topic's state (every topic carries them).
 pub fn alerts_of(s: &TopicState) -> Vec<AlertView> {
     match s {

@@ -2,10 +2,9 @@
 //! the rollups), transactional health, active alerts, mailings sending now.
 
 use super::data::{self, Range};
-use super::{live_state, Problem};
+use super::topic_page;
 use crate::components::chart::{Chart, Line, Unit};
 use crate::components::{class_badge, format, Sparkline, Tile};
-use crate::live::use_live;
 use crate::protocol::{
     AlertState, EventType, Health, OverviewState, Topic, TopicState, TransactionalHealth, Window,
 };
@@ -102,23 +101,11 @@ pub fn chart_lines(
 
 #[component]
 pub fn Overview() -> impl IntoView {
-    let live = use_live();
-    live.follow(Topic::Overview);
-    let initial = Resource::new(|| (), |_| super::get_view(Topic::Overview.to_string()));
-    view! {
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match initial.await {
-                    Ok(Some(first)) => {
-                        let state = live_state(Topic::Overview, first.state);
-                        view! { <OverviewBody state/> }.into_any()
-                    }
-                    Ok(None) => view! { <Problem message="No data yet."/> }.into_any(),
-                    Err(e) => view! { <Problem message=format!("Could not load the overview: {e}")/> }.into_any(),
-                }
-            })}
-        </Suspense>
-    }
+    topic_page(
+        Topic::Overview,
+        "the overview",
+        |state| view! { <OverviewBody state/> },
+    )
 }
 
 #[component]

@@ -3,7 +3,7 @@
 //! campaigns sending now rotate; a "data as of" watermark turns red when the
 //! link is down or silent. The live link reconnects by itself forever.
 
-use super::{live_state, Problem};
+use super::topic_page;
 use crate::components::format;
 use crate::live::{use_live, LinkStatus};
 use crate::protocol::{AlertState, Health, Severity, Topic, TopicState, WallState, Window};
@@ -18,23 +18,9 @@ fn wall_of(s: &TopicState) -> WallState {
 
 #[component]
 pub fn Wall() -> impl IntoView {
-    let live = use_live();
-    live.follow(Topic::Wall);
-    let initial = Resource::new(|| (), |_| super::get_view(Topic::Wall.to_string()));
     view! {
         <div class="wall">
-            <Suspense fallback=|| view! { <p class="wall-loading">"mailpulse"</p> }>
-                {move || Suspend::new(async move {
-                    match initial.await {
-                        Ok(Some(first)) => {
-                            let state = live_state(Topic::Wall, first.state);
-                            view! { <WallBody state/> }.into_any()
-                        }
-                        Ok(None) => view! { <Problem message="No data yet."/> }.into_any(),
-                        Err(e) => view! { <Problem message=format!("{e}")/> }.into_any(),
-                    }
-                })}
-            </Suspense>
+            {topic_page(Topic::Wall, "the wall", |state| view! { <WallBody state/> })}
         </div>
     }
 }
