@@ -157,8 +157,9 @@ impl Default for AlertsConfig {
     }
 }
 
-/// One place alert notifications go.
-#[derive(Debug, Clone, Deserialize)]
+/// One place alert notifications go. `Default` is an empty channel, so code
+/// that builds one names only what it sets.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     /// Unique name (default: the type, numbered if repeated).

@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::TestServer;
 use mailpulse::config::{ChannelConfig, OptimizelyConfig, Secret};
-use mailpulse_app::protocol::Severity;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -216,22 +215,7 @@ async fn a_stall_fires_within_a_minute_and_resolves_once() {
     assert!(n["value"].as_f64().unwrap() >= n["threshold"].as_f64().unwrap());
 
     // The API and the live state agree.
-    let alerts: Value = server
-        .http
-        .get(server.url("/api/v1/alerts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let a = alerts["active"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["rule"] == "transactional-silent")
-        .unwrap()
-        .clone();
+    let a = active_alert(&server.http, &server.url(""), "transactional-silent").await;
     assert_eq!(a["state"], "firing");
     let chart = server
         .http
@@ -356,21 +340,7 @@ async fn killed_while_firing_loses_nothing_and_sends_nothing_twice() {
     // Still stalled after the restart: still firing, not notified again.
     let dispatcher = stall(http.clone(), base.clone(), "k2");
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let alerts: Value = http
-        .get(format!("{base}/api/v1/alerts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let a = alerts["active"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["rule"] == "transactional-silent")
-        .unwrap()
-        .clone();
+    let a = active_alert(&http, &base, "transactional-silent").await;
     assert_eq!(a["state"], "firing");
     assert_eq!(a["id"], incident, "the same incident continues");
     assert_eq!(
@@ -402,20 +372,32 @@ async fn killed_while_firing_loses_nothing_and_sends_nothing_twice() {
     assert_eq!(resolved["incident_id"], incident);
 }
 
+/// The active alert of `rule`, from `GET /api/v1/alerts`.
+async fn active_alert(http: &reqwest::Client, base: &str, rule: &str) -> Value {
+    let alerts: Value = http
+        .get(format!("{base}/api/v1/alerts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    alerts["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == rule)
+        .unwrap_or_else(|| panic!("no active {rule} alert in {alerts}"))
+        .clone()
+}
+
 fn channel(kind: &str, url: String) -> ChannelConfig {
     ChannelConfig {
         name: Some(kind.into()),
         kind: kind.into(),
         url: Some(Secret::new(url)),
         routing_key: (kind == "pagerduty").then(|| Secret::new("R0UT1NG")),
-        smtp_host: None,
-        smtp_port: None,
-        username: None,
-        password: None,
-        tls: None,
-        from: None,
-        to: vec![],
-        min_severity: Severity::Warning,
+        ..Default::default()
     }
 }
 
@@ -493,16 +475,9 @@ async fn ack_silence_rules_and_the_channels_message_shapes() {
     );
 
     // Acknowledge: PagerDuty hears it; no reminders follow.
-    let alerts: Value = server
-        .http
-        .get(server.url("/api/v1/alerts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
+    let id = active_alert(&server.http, &server.url(""), "any-send").await["id"]
+        .as_i64()
         .unwrap();
-    let id = alerts["active"][0]["id"].as_i64().unwrap();
     let r = server
         .http
         .post(server.url(&format!("/api/v1/alerts/{id}/ack")))
@@ -806,16 +781,12 @@ async fn email_notifications_go_over_smtp() {
         c.alerts.channels = vec![ChannelConfig {
             name: Some("oncall-mail".into()),
             kind: "email".into(),
-            url: None,
-            routing_key: None,
             smtp_host: Some("127.0.0.1".into()),
             smtp_port: Some(port),
-            username: None,
-            password: None,
             tls: Some("none".into()),
             from: Some("mailpulse <mailpulse@example.com>".into()),
             to: vec!["oncall@example.com".into()],
-            min_severity: Severity::Warning,
+            ..Default::default()
         }];
         c.alerts.rules = vec![serde_json::from_value(json!({
             "name": "any-send", "metric": "sent", "window": "1m", "above": 0, "severity": "warning"

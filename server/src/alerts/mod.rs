@@ -91,15 +91,7 @@ pub fn channels(
             name: Some("env-webhook".into()),
             kind: "webhook".into(),
             url: Some(url.clone()),
-            routing_key: None,
-            smtp_host: None,
-            smtp_port: None,
-            username: None,
-            password: None,
-            tls: None,
-            from: None,
-            to: vec![],
-            min_severity: Severity::Warning,
+            ..Default::default()
         });
     }
     let mut refs = Vec::new();
