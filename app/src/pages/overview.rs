@@ -42,7 +42,7 @@ pub fn RangePicker(range: Memo<Range>) -> impl IntoView {
 }
 
 /// Loads history lines (REST, browser only) for non-live ranges.
-pub fn history(
+fn history(
     scope: Signal<String>,
     range: Memo<Range>,
     metrics: &'static [data::HistoryMetric],
