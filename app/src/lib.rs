@@ -13,6 +13,7 @@ pub mod live;
 pub mod pages;
 pub mod protocol;
 
+use components::erase::EraseView;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
@@ -54,13 +55,13 @@ pub fn App() -> impl IntoView {
             <Chrome/>
             <main>
                 // Async: every number is in the HTML before any script runs.
-                <Routes fallback=|| view! { <pages::NotFound/> }>
-                    <Route path=path!("") view=pages::overview::Overview ssr=SsrMode::Async/>
-                    <Route path=path!("/mailings") view=pages::mailings::Mailings ssr=SsrMode::Async/>
-                    <Route path=path!("/mailings/:id") view=pages::mailing::Mailing ssr=SsrMode::Async/>
-                    <Route path=path!("/transactional") view=pages::transactional::Transactional ssr=SsrMode::Async/>
-                    <Route path=path!("/alerts") view=pages::alerts::Alerts ssr=SsrMode::Async/>
-                    <Route path=path!("/wall") view=pages::wall::Wall ssr=SsrMode::Async/>
+                <Routes fallback=|| view! { <pages::NotFound/> }.erase()>
+                    <Route path=path!("") view=|| view! { <pages::overview::Overview/> }.erase() ssr=SsrMode::Async/>
+                    <Route path=path!("/mailings") view=|| view! { <pages::mailings::Mailings/> }.erase() ssr=SsrMode::Async/>
+                    <Route path=path!("/mailings/:id") view=|| view! { <pages::mailing::Mailing/> }.erase() ssr=SsrMode::Async/>
+                    <Route path=path!("/transactional") view=|| view! { <pages::transactional::Transactional/> }.erase() ssr=SsrMode::Async/>
+                    <Route path=path!("/alerts") view=|| view! { <pages::alerts::Alerts/> }.erase() ssr=SsrMode::Async/>
+                    <Route path=path!("/wall") view=|| view! { <pages::wall::Wall/> }.erase() ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -229,7 +229,9 @@ mod browser {
         };
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             if let Some(text) = e.data().as_string() {
-                match serde_json::from_str::<ServerMsg>(&text) {
+                // `from_slice`, like the server functions' decoder: one
+                // compiled deserializer per type in the wasm, not two.
+                match serde_json::from_slice::<ServerMsg>(text.as_bytes()) {
                     Ok(msg) => {
                         if let Followup::Resume { topic, seq } = live.apply(msg, now()) {
                             send(&ClientMsg::Resume { topic, seq });

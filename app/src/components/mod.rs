@@ -2,6 +2,7 @@
 //! alert banner (with sound and desktop notifications), the link status.
 
 pub mod chart;
+pub mod erase;
 pub mod format;
 
 use crate::live::{use_live, LinkStatus};

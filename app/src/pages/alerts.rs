@@ -3,7 +3,9 @@
 //! editable. Changes go through the REST API with the API token saved on
 //! this browser, if the server needs one.
 
+use super::resource::{resource, PageResource};
 use super::Problem;
+use crate::components::erase::EraseView;
 use crate::components::{format, AttentionToggle};
 use crate::fetch;
 use crate::protocol::{AlertState, AlertView, Severity};
@@ -48,7 +50,7 @@ pub async fn get_alerts() -> Result<(AlertsPage, Vec<Value>), ServerFnError> {
 
 #[component]
 pub fn Alerts() -> impl IntoView {
-    let data = Resource::new(|| (), |_| get_alerts());
+    let data = resource(|| (), |_| get_alerts());
     // Refresh every 5 s in the browser: alerts move on their own.
     #[cfg(feature = "hydrate")]
     {
@@ -65,15 +67,15 @@ pub fn Alerts() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok((page, rules)) => view! { <AlertsBody page rules data message/> }.into_any(),
-                    Err(e) => view! { <Problem message=format!("Could not load alerts: {e}")/> }.into_any(),
+                    Ok((page, rules)) => view! { <AlertsBody page rules data message/> }.erase(),
+                    Err(e) => view! { <Problem message=format!("Could not load alerts: {e}")/> }.erase(),
                 }
             })}
         </Suspense>
     }
 }
 
-type Data = Resource<Result<(AlertsPage, Vec<Value>), ServerFnError>>;
+type Data = PageResource<Result<(AlertsPage, Vec<Value>), ServerFnError>>;
 
 /// Runs a write and refreshes; an error shows in `message`.
 fn act(

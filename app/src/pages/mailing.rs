@@ -5,8 +5,10 @@
 
 use super::data;
 use super::overview::{chart_lines, use_range, RangePicker};
+use super::resource::{resource, PageResource};
 use super::{live_state, not_found_status, Problem};
 use crate::components::chart::{Chart, Unit};
+use crate::components::erase::EraseView;
 use crate::components::{class_badge, format, Tile};
 use crate::live::use_live;
 use crate::protocol::{MailingClass, MailingState, RawEvent, Topic, TopicState, Window};
@@ -28,11 +30,11 @@ pub fn Mailing() -> impl IntoView {
     live.follow(Topic::Mailing(id.get_untracked()));
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| live.follow(Topic::Mailing(id.get())));
-    let initial = Resource::new(
+    let initial = resource(
         move || id.get(),
         |id| super::get_view(format!("mailing:{id}")),
     );
-    let events = Resource::new(move || id.get(), |id| super::get_events(id, 25));
+    let events = resource(move || id.get(), |id| super::get_events(id, 25));
     view! {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -40,7 +42,7 @@ pub fn Mailing() -> impl IntoView {
                 match initial.await {
                     Ok(Some(first)) => {
                         let state = live_state(Topic::Mailing(mailing.clone()), first.state);
-                        view! { <MailingBody id=mailing state events/> }.into_any()
+                        view! { <MailingBody id=mailing state events/> }.erase()
                     }
                     Ok(None) => {
                         not_found_status();
@@ -48,9 +50,9 @@ pub fn Mailing() -> impl IntoView {
                             <h1>"Mailing not found"</h1>
                             <Problem message=format!("No event of mailing {mailing:?} is known (yet). Check the id, or wait for its first webhook.")/>
                             <p><a href="/mailings">"All mailings"</a></p>
-                        }.into_any()
+                        }.erase()
                     }
-                    Err(e) => view! { <Problem message=format!("Could not load mailing {mailing}: {e}")/> }.into_any(),
+                    Err(e) => view! { <Problem message=format!("Could not load mailing {mailing}: {e}")/> }.erase(),
                 }
             })}
         </Suspense>
@@ -61,7 +63,7 @@ pub fn Mailing() -> impl IntoView {
 fn MailingBody(
     id: String,
     state: Signal<TopicState>,
-    events: Resource<Result<Vec<RawEvent>, ServerFnError>>,
+    events: PageResource<Result<Vec<RawEvent>, ServerFnError>>,
 ) -> impl IntoView {
     let m = Memo::new(move |_| mailing_of(&state.get()));
     let t = move || m.with(|m| m.row.totals);
@@ -150,8 +152,8 @@ fn MailingBody(
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match events.await {
-                        Ok(list) => view! { <EventTable list/> }.into_any(),
-                        Err(e) => view! { <Problem message=format!("Could not load events: {e}")/> }.into_any(),
+                        Ok(list) => view! { <EventTable list/> }.erase(),
+                        Err(e) => view! { <Problem message=format!("Could not load events: {e}")/> }.erase(),
                     }
                 })}
             </Suspense>

@@ -7,14 +7,17 @@ pub mod data;
 pub mod mailing;
 pub mod mailings;
 pub mod overview;
+pub mod resource;
 pub mod transactional;
 pub mod wall;
 
+use crate::components::erase::EraseView;
 use crate::components::{AlertBanner, LinkBadge};
 use crate::live::use_live;
 use crate::protocol::{AlertView, RawEvent, Topic, TopicState};
 use leptos::prelude::*;
 use leptos_router::hooks::use_location;
+use resource::resource;
 use serde::{Deserialize, Serialize};
 
 /// What the server plugs in so server functions can read live state. Only
@@ -100,7 +103,7 @@ pub fn topic_page<V: IntoView + 'static>(
     body: impl Fn(Signal<TopicState>) -> V + Clone + Send + Sync + 'static,
 ) -> impl IntoView {
     use_live().follow(topic.clone());
-    let initial = Resource::new(
+    let initial = resource(
         {
             let topic = topic.clone();
             move || topic.to_string()
@@ -113,10 +116,10 @@ pub fn topic_page<V: IntoView + 'static>(
                 let (topic, body) = (topic.clone(), body.clone());
                 Suspend::new(async move {
                     match initial.await {
-                        Ok(Some(first)) => body(live_state(topic, first.state)).into_any(),
-                        Ok(None) => view! { <Problem message="No data yet."/> }.into_any(),
+                        Ok(Some(first)) => body(live_state(topic, first.state)).erase(),
+                        Ok(None) => view! { <Problem message="No data yet."/> }.erase(),
                         Err(e) => view! { <Problem message=format!("Could not load {what}: {e}")/> }
-                            .into_any(),
+                            .erase(),
                     }
                 })
             }}

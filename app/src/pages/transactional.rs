@@ -4,7 +4,9 @@
 //! channel, also as CSV.
 
 use super::overview::{overview_of, TxPanel};
+use super::resource::resource;
 use super::{live_state, Problem};
+use crate::components::erase::EraseView;
 use crate::components::format;
 use crate::live::use_live;
 use crate::protocol::Topic;
@@ -45,9 +47,9 @@ const CHOICES: [(i64, &str); 5] = [
 pub fn Transactional() -> impl IntoView {
     let live = use_live();
     live.follow(Topic::Overview);
-    let initial = Resource::new(|| (), |_| super::get_view(Topic::Overview.to_string()));
+    let initial = resource(|| (), |_| super::get_view(Topic::Overview.to_string()));
     let older = RwSignal::new(60i64);
-    let stuck = Resource::new(move || older.get(), get_stuck);
+    let stuck = resource(move || older.get(), get_stuck);
     #[cfg(feature = "hydrate")]
     {
         let _ =
@@ -65,10 +67,10 @@ pub fn Transactional() -> impl IntoView {
                     Ok(Some(first)) => {
                         let state = live_state(Topic::Overview, first.state);
                         let tx = Memo::new(move |_| overview_of(&state.get()).transactional);
-                        view! { <TxPanel tx/> }.into_any()
+                        view! { <TxPanel tx/> }.erase()
                     }
-                    Ok(None) => view! { <Problem message="No data yet."/> }.into_any(),
-                    Err(e) => view! { <Problem message=format!("{e}")/> }.into_any(),
+                    Ok(None) => view! { <Problem message="No data yet."/> }.erase(),
+                    Err(e) => view! { <Problem message=format!("{e}")/> }.erase(),
                 }
             })}
         </Suspense>
@@ -85,7 +87,7 @@ pub fn Transactional() -> impl IntoView {
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match stuck.await {
-                        Ok(rows) if rows.is_empty() => view! { <p class="muted" data-testid="stuck-none">"Nothing is stuck."</p> }.into_any(),
+                        Ok(rows) if rows.is_empty() => view! { <p class="muted" data-testid="stuck-none">"Nothing is stuck."</p> }.erase(),
                         Ok(rows) => {
                             let n = rows.len();
                             let body = rows.into_iter().map(|r| view! {
@@ -107,9 +109,9 @@ pub fn Transactional() -> impl IntoView {
                                     </tr></thead>
                                     <tbody>{body}</tbody>
                                 </table>
-                            }.into_any()
+                            }.erase()
                         }
-                        Err(e) => view! { <Problem message=format!("Could not load the stuck list: {e}")/> }.into_any(),
+                        Err(e) => view! { <Problem message=format!("Could not load the stuck list: {e}")/> }.erase(),
                     }
                 })}
             </Suspense>

@@ -4,6 +4,7 @@
 //! link is down or silent. The live link reconnects by itself forever.
 
 use super::topic_page;
+use crate::components::erase::EraseView;
 use crate::components::format;
 use crate::live::{use_live, LinkStatus};
 use crate::protocol::{AlertState, Health, Severity, Topic, TopicState, WallState, Window};
@@ -97,7 +98,7 @@ fn WallBody(state: Signal<TopicState>) -> impl IntoView {
             .collect();
         if campaigns.is_empty() {
             return view! { <div class="wall-campaign idle">"No campaign sending right now"</div> }
-                .into_any();
+                .erase();
         }
         let m = campaigns[turn.get() % campaigns.len()].clone();
         let r = m.totals.rates();
@@ -118,7 +119,7 @@ fn WallBody(state: Signal<TopicState>) -> impl IntoView {
                 </div>
             </div>
         }
-        .into_any()
+        .erase()
     };
     let fresh = move || matches!(live.status.get(), LinkStatus::Live | LinkStatus::Connecting);
     let as_of = move || {

@@ -1,6 +1,7 @@
 //! The messages on `/ws` and the topics a client can subscribe to. See
 //! `docs/protocol.md` for the conversation.
 
+use super::tagged::{self, unknown, TagFirst};
 use super::views::{TopicDelta, TopicState};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -59,8 +60,8 @@ impl<'de> Deserialize<'de> for Topic {
     }
 }
 
-/// Messages the server sends.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Messages the server sends. Read tag first (see [`super::tagged`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// First message on every connection.
@@ -88,6 +89,84 @@ pub enum ServerMsg {
     Heartbeat { now: i64 },
     /// A request of the client could not be served; the connection stays.
     Error { message: String },
+}
+
+impl TagFirst for ServerMsg {
+    const TAG: &'static str = "type";
+    const EXPECTING: &'static str = "a server message";
+    const VARIANTS: &'static [&'static str] = &["hello", "snapshot", "delta", "heartbeat", "error"];
+
+    fn variant<'de, D: serde::Deserializer<'de>>(tag: &str, rest: D) -> Result<Self, D::Error> {
+        // The variants' fields, as structs serde can read from the rest of
+        // the map.
+        #[derive(Deserialize)]
+        struct Hello {
+            server: String,
+            protocol: u32,
+            tick_ms: u64,
+            heartbeat_ms: u64,
+        }
+        #[derive(Deserialize)]
+        struct Snapshot {
+            topic: Topic,
+            seq: u64,
+            state: TopicState,
+        }
+        #[derive(Deserialize)]
+        struct Delta {
+            topic: Topic,
+            seq: u64,
+            delta: TopicDelta,
+        }
+        #[derive(Deserialize)]
+        struct Heartbeat {
+            now: i64,
+        }
+        #[derive(Deserialize)]
+        struct Error {
+            message: String,
+        }
+        Ok(match tag {
+            "hello" => {
+                let m = Hello::deserialize(rest)?;
+                ServerMsg::Hello {
+                    server: m.server,
+                    protocol: m.protocol,
+                    tick_ms: m.tick_ms,
+                    heartbeat_ms: m.heartbeat_ms,
+                }
+            }
+            "snapshot" => {
+                let m = Snapshot::deserialize(rest)?;
+                ServerMsg::Snapshot {
+                    topic: m.topic,
+                    seq: m.seq,
+                    state: m.state,
+                }
+            }
+            "delta" => {
+                let m = Delta::deserialize(rest)?;
+                ServerMsg::Delta {
+                    topic: m.topic,
+                    seq: m.seq,
+                    delta: m.delta,
+                }
+            }
+            "heartbeat" => ServerMsg::Heartbeat {
+                now: Heartbeat::deserialize(rest)?.now,
+            },
+            "error" => ServerMsg::Error {
+                message: Error::deserialize(rest)?.message,
+            },
+            other => return Err(unknown::<D::Error, Self>(other)),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerMsg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        tagged::deserialize(d)
+    }
 }
 
 /// Messages a client sends.
@@ -126,6 +205,60 @@ mod tests {
             .parse::<Topic>()
             .unwrap_err()
             .contains("unknown topic"));
+    }
+
+    #[test]
+    fn server_messages_round_trip_tag_first() {
+        let state: TopicState = serde_json::from_str(
+            &serde_json::to_string(&TopicState::Wall(Default::default())).unwrap(),
+        )
+        .unwrap();
+        for m in [
+            ServerMsg::Hello {
+                server: "mailpulse".into(),
+                protocol: PROTOCOL_VERSION,
+                tick_ms: 100,
+                heartbeat_ms: 5000,
+            },
+            ServerMsg::Snapshot {
+                topic: Topic::Wall,
+                seq: 3,
+                state,
+            },
+            ServerMsg::Heartbeat { now: 17 },
+            ServerMsg::Error {
+                message: "nope".into(),
+            },
+        ] {
+            let json = serde_json::to_string(&m).unwrap();
+            assert!(json.starts_with(r#"{"type":"#), "{json}");
+            assert_eq!(
+                serde_json::from_slice::<ServerMsg>(json.as_bytes()).unwrap(),
+                m
+            );
+            assert_eq!(serde_json::from_str::<ServerMsg>(&json).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn server_messages_refuse_a_late_or_unknown_tag() {
+        let late = serde_json::from_str::<ServerMsg>(r#"{"now":1,"type":"heartbeat"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            late.contains(r#"expected "type" as the first key"#),
+            "{late}"
+        );
+        let unknown = serde_json::from_str::<ServerMsg>(r#"{"type":"gossip"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("unknown variant `gossip`"), "{unknown}");
+        let missing = serde_json::from_str::<ServerMsg>(r#"{"type":"heartbeat"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("missing field `now`"), "{missing}");
+        assert!(serde_json::from_str::<ServerMsg>("{}").is_err());
+        assert!(serde_json::from_str::<ServerMsg>("[1]").is_err());
     }
 
     #[test]

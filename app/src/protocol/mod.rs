@@ -6,6 +6,7 @@
 
 mod events;
 mod messages;
+mod tagged;
 mod views;
 
 pub use events::*;

@@ -5,6 +5,7 @@
 //! state.
 
 use super::events::Counters;
+use super::tagged::tag_first_newtypes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -546,7 +547,7 @@ pub struct WallDelta {
 }
 
 /// The state of any topic.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TopicState {
     Overview(OverviewState),
@@ -555,8 +556,15 @@ pub enum TopicState {
     Wall(WallState),
 }
 
+tag_first_newtypes!(TopicState, "kind", "a topic state", {
+    "overview" => Overview,
+    "mailings" => Mailings,
+    "mailing" => Mailing,
+    "wall" => Wall,
+});
+
 /// What changed in a topic between two ticks.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TopicDelta {
     Overview(OverviewDelta),
@@ -564,6 +572,13 @@ pub enum TopicDelta {
     Mailing(MailingDelta),
     Wall(WallDelta),
 }
+
+tag_first_newtypes!(TopicDelta, "kind", "a topic delta", {
+    "overview" => Overview,
+    "mailings" => Mailings,
+    "mailing" => Mailing,
+    "wall" => Wall,
+});
 
 /// `Some(new)` if it differs from `old`.
 fn changed<T: Clone + PartialEq>(old: &T, new: &T) -> Option<T> {
