@@ -1,16 +1,18 @@
 //! The durable store: one SQLite file (`mailpulse.db`) in the data dir, in
 //! WAL mode. All writes go through one writer thread ([`writer`]) that
 //! commits many concurrent requests in one transaction (group commit) and
-//! answers each only once its events are on disk; reads use a small pool of
+//! answers each only once its events are on disk (the fsync runs on its own
+//! thread, [`sync`], so the next group commits meanwhile); reads use a small pool of
 //! read-only connections. This module owns the handle the rest of the
 //! server uses; `docs/store.md` describes the schema.
 
 pub mod dispatch;
 pub mod retention;
 pub mod schema;
+mod sync;
 mod writer;
 
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, StoreConfig, Synchronous};
 use crate::ingest::parse::ParsedBatch;
 use crate::metrics::LiveHandle;
 use r2d2_sqlite::rusqlite::{Connection, OpenFlags};
@@ -130,6 +132,7 @@ impl Store {
             stats.clone(),
             gate.clone(),
             config.store.max_group_requests,
+            (config.store.synchronous == Synchronous::Full).then(|| wal_path(&path)),
         )?;
         Ok(Store {
             tx,
@@ -361,12 +364,25 @@ fn open_writer(path: &Path, config: &StoreConfig) -> anyhow::Result<Connection> 
     if !mode.eq_ignore_ascii_case("wal") {
         anyhow::bail!("store {} cannot use WAL mode (got {mode})", path.display());
     }
-    conn.pragma_update(None, "synchronous", config.synchronous.pragma())?;
+    // FULL is kept by fsyncing the WAL after the commit, off this thread
+    // (see `sync`); the commit itself does not sync.
+    let pragma = match config.synchronous {
+        Synchronous::Full => Synchronous::Normal.pragma(),
+        other => other.pragma(),
+    };
+    conn.pragma_update(None, "synchronous", pragma)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // After a checkpoint resets the WAL, trim the file back to 64 MiB.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(conn)
+}
+
+/// SQLite's write-ahead log next to the database file.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// Copies committed WAL pages back into the database every half second

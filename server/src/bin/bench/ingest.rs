@@ -11,8 +11,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-const SINGLE_CONNS: usize = 64;
-const BATCH_CONNS: usize = 16;
+/// Connection counts tried for single-event POSTs, the ceiling and
+/// mailpulse alike. Durable ingest answers after an fsync (~1-2 ms here),
+/// so by Little's law 64 connections cap it near 64 / latency whatever the
+/// CPU; more concurrent senders fill larger group commits.
+const SINGLE_CONNS: [usize; 2] = [64, 256];
+/// Connection counts tried for 100-event batches.
+const BATCH_CONNS: [usize; 2] = [16, 64];
 
 /// One Optimizely-shaped event, unique by `n`; a mix of types so first
 /// opens and clicks are exercised too.
@@ -98,12 +103,12 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         c.arg("ceiling-server");
         c
     })?;
-    loadgen::run(load(&ceiling, SINGLE_CONNS, warm, None, single("w"))).await?;
-    let ceil = measure(
-        &ceiling,
-        load(&ceiling, SINGLE_CONNS, secs, None, single("c")),
-    )
-    .await?;
+    loadgen::run(load(&ceiling, SINGLE_CONNS[0], warm, None, single("w"))).await?;
+    let mut ceilings = Vec::new();
+    for conns in SINGLE_CONNS {
+        let m = measure(&ceiling, load(&ceiling, conns, secs, None, single("c"))).await?;
+        ceilings.push((conns, m));
+    }
     ceiling.stop();
 
     let dir = tempfile::tempdir()?;
@@ -113,35 +118,40 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = Server::mailpulse(&opts.mailpulse, dir.path(), &env)?;
     server.wait_ready().await?;
-    loadgen::run(load(&server, SINGLE_CONNS, warm, None, single("w1"))).await?;
-    let one = measure(
-        &server,
-        load(&server, SINGLE_CONNS, secs, None, single("s1")),
-    )
-    .await?;
-    let hundred = measure(
-        &server,
-        load(&server, BATCH_CONNS, secs, None, batch("b1", 100)),
-    )
-    .await?;
-    let half_one_rate = one.out.rps() / 2.0;
+    loadgen::run(load(&server, SINGLE_CONNS[0], warm, None, single("w1"))).await?;
+    let mut ones = Vec::new();
+    for (i, conns) in SINGLE_CONNS.into_iter().enumerate() {
+        // Unique event ids per run: every event is new to the store.
+        let run: &'static str = ["s64", "s256"][i];
+        let m = measure(&server, load(&server, conns, secs, None, single(run))).await?;
+        ones.push((conns, m));
+    }
+    let mut hundreds = Vec::new();
+    for (i, conns) in BATCH_CONNS.into_iter().enumerate() {
+        let run: &'static str = ["b16", "b64"][i];
+        let m = measure(&server, load(&server, conns, secs, None, batch(run, 100))).await?;
+        hundreds.push((conns, m));
+    }
+    let best = |runs: &[(usize, Measured)]| -> (usize, f64) {
+        runs.iter()
+            .map(|(c, m)| (*c, m.out.rps()))
+            .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a })
+    };
+    let (one_conns, one_peak) = best(&ones);
+    let (hundred_conns, hundred_peak) = best(&hundreds);
+    let (_, ceiling_rps) = best(&ceilings);
+    let half_one_rate = one_peak / 2.0;
     let half_one = measure(
         &server,
-        load(
-            &server,
-            SINGLE_CONNS,
-            secs,
-            Some(half_one_rate),
-            single("h1"),
-        ),
+        load(&server, one_conns, secs, Some(half_one_rate), single("h1")),
     )
     .await?;
-    let half_hundred_rate = hundred.out.rps() / 2.0;
+    let half_hundred_rate = hundred_peak / 2.0;
     let half_hundred = measure(
         &server,
         load(
             &server,
-            BATCH_CONNS,
+            hundred_conns,
             secs,
             Some(half_hundred_rate),
             batch("h100", 100),
@@ -152,16 +162,20 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     let rss = server.rss_bytes();
     server.stop();
 
-    let ceiling_rps = ceil.out.rps();
     let mut s = Section::new(
         "Ingest throughput (issue 3)",
         format!(
-            "Closed loop: {SINGLE_CONNS} keep-alive connections for single events, \
-             {BATCH_CONNS} for 100-event batches, {secs:.0} s each after a {warm:.0} s warm-up. \
+            "Closed loop over keep-alive connections ({} for single events, {} for \
+             100-event batches; the ceiling with the same counts as single events), \
+             {secs:.0} s each after a {warm:.0} s warm-up; the verdicts compare best with best. \
              Every event is unique (no duplicates), a mix of sent/open/click. mailpulse runs \
-             with its defaults: `synchronous=FULL` (an fsync per group commit). The load \
-             generator shares the machine's cores with the server, for the ceiling and for \
-             mailpulse alike; CPU columns are cores used (1.0 = one core)."
+             with its defaults: `synchronous=FULL` (a request is answered after the fsync \
+             that makes its group durable). The load generator shares the machine's cores \
+             with the server, for the ceiling and for mailpulse alike; CPU columns are cores \
+             used (1.0 = one core). Half-peak runs are open loop at half the best closed-loop \
+             rate, over the connection count that reached it.",
+            SINGLE_CONNS.map(|c| c.to_string()).join(" and "),
+            BATCH_CONNS.map(|c| c.to_string()).join(" and "),
         ),
         &[
             "run",
@@ -188,30 +202,41 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             verdict,
         ]
     };
-    s.row(row(
-        "bare axum handler (ceiling)",
-        &ceil,
-        1.0,
-        "100%".into(),
-    ));
-    s.row(row(
-        "mailpulse, 1 event per POST",
-        &one,
-        1.0,
-        format!(
-            "{:.0}% of ceiling (target ≥ 50%)",
-            100.0 * one.out.rps() / ceiling_rps
-        ),
-    ));
-    s.row(row(
-        "mailpulse, 100 events per POST",
-        &hundred,
-        100.0,
-        format!(
-            "{:.0} events/s (target ≥ 200,000)",
-            hundred.out.rps() * 100.0
-        ),
-    ));
+    for (conns, m) in &ceilings {
+        let verdict = if m.out.rps() == ceiling_rps {
+            "100% (the ceiling)".into()
+        } else {
+            format!("{:.0}%", 100.0 * m.out.rps() / ceiling_rps)
+        };
+        s.row(row(
+            &format!("bare axum handler, {conns} connections"),
+            m,
+            1.0,
+            verdict,
+        ));
+    }
+    for (conns, m) in &ones {
+        s.row(row(
+            &format!("mailpulse, 1 event per POST, {conns} connections"),
+            m,
+            1.0,
+            format!(
+                "{:.0}% of ceiling (target ≥ 50%)",
+                100.0 * m.out.rps() / ceiling_rps
+            ),
+        ));
+    }
+    for (conns, m) in &hundreds {
+        s.row(row(
+            &format!("mailpulse, 100 events per POST, {conns} connections"),
+            m,
+            100.0,
+            format!(
+                "{:.0} events/s (target ≥ 200,000)",
+                m.out.rps() * 100.0
+            ),
+        ));
+    }
     s.row(row(
         &format!("mailpulse, 1 event, open loop at {half_one_rate:.0}/s (half peak)"),
         &half_one,
@@ -224,10 +249,12 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         100.0,
         format!("p99 {} (target < 20 ms)", ms(half_hundred.out.p(0.99))),
     ));
+    let events: u64 = ones.iter().map(|(_, m)| m.out.ok).sum::<u64>()
+        + half_one.out.ok
+        + (hundreds.iter().map(|(_, m)| m.out.ok).sum::<u64>() + half_hundred.out.ok) * 100;
     s.note(format!(
-        "Store after the run: {:.1} MB for {} events; server resident memory {:.0} MB.",
+        "Store after the run: {:.1} MB for {events} events; server resident memory {:.0} MB.",
         db_bytes as f64 / 1e6,
-        one.out.ok + half_one.out.ok + (hundred.out.ok + half_hundred.out.ok) * 100,
         rss as f64 / 1e6
     ));
     Ok(s)

@@ -14,6 +14,11 @@ mod report;
 mod ui;
 
 use clap::{Parser, Subcommand};
+
+/// The same allocator as `mailpulse`, so the ceiling server (this binary)
+/// and the load generator are not handicapped against it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 
 #[derive(Parser)]
