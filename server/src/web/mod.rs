@@ -59,9 +59,14 @@ pub fn router(state: AppState) -> Router {
             )
         });
 
-    Router::new()
+    // The webhook front door is the hot path: it answers small JSON
+    // receipts (nothing to compress) and logs its own failures, so it is
+    // merged after the layers below and skips them.
+    let webhooks = Router::new()
         .route("/webhooks/optimizely", post(ingest::post_default))
-        .route("/webhooks/optimizely/{source}", post(ingest::post_source))
+        .route("/webhooks/optimizely/{source}", post(ingest::post_source));
+
+    Router::new()
         .nest("/api/v1", api)
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(telemetry::scrape))
@@ -87,6 +92,7 @@ pub fn router(state: AppState) -> Router {
                 .compress_when(DefaultPredicate::new().and(SizeAbove::new(1024))),
         )
         .layer(TraceLayer::new_for_http())
+        .merge(webhooks)
         .with_state(state)
 }
 

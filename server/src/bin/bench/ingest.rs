@@ -231,10 +231,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             &format!("mailpulse, 100 events per POST, {conns} connections"),
             m,
             100.0,
-            format!(
-                "{:.0} events/s (target ≥ 200,000)",
-                m.out.rps() * 100.0
-            ),
+            format!("{:.0} events/s (target ≥ 200,000)", m.out.rps() * 100.0),
         ));
     }
     s.row(row(
