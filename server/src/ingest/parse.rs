@@ -127,15 +127,28 @@ pub fn parse_body(body: &[u8], received_at: i64) -> Result<ParsedBatch, BodyErro
     let items: Vec<&RawValue> = match text.trim_start().as_bytes().first() {
         Some(b'[') => serde_json::from_str(text).map_err(json_err)?,
         Some(b'{') => {
-            let fields: Map<String, Value> = serde_json::from_str(text).map_err(json_err)?;
-            let whole: &RawValue = serde_json::from_str(text).map_err(json_err)?;
-            match wrapped_list_key(&fields) {
+            // One event per POST is the common case: parse it once.
+            let item: Value = serde_json::from_str(text).map_err(json_err)?;
+            let Value::Object(fields) = &item else {
+                return Err(BodyError::Shape(json_kind(&item)));
+            };
+            match wrapped_list_key(fields) {
                 Some(key) => {
                     let wrapper: std::collections::HashMap<String, Vec<&RawValue>> =
                         serde_json::from_str(text).map_err(json_err)?;
                     wrapper.get(key).cloned().unwrap_or_default()
                 }
-                None => vec![whole],
+                None => {
+                    // serde_json accepted the text, so what surrounds the
+                    // object is JSON whitespace: the trimmed text is its raw
+                    // JSON, as `RawValue` would give it.
+                    let mut batch = ParsedBatch::default();
+                    match parse_item(&item, text.trim(), received_at) {
+                        Ok(e) => batch.events.push(e),
+                        Err(q) => batch.quarantined.push(q),
+                    }
+                    return Ok(batch);
+                }
             }
         }
         _ => {

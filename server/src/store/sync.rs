@@ -101,9 +101,18 @@ fn sync(path: &PathBuf, wal: &mut Option<File>) -> Result<(), String> {
         *wal = Some(file);
     }
     let file = wal.as_ref().expect("opened above");
+    let started = std::time::Instant::now();
     file.sync_data()
-        .map_err(|e| format!("fsync {}: {e}", path.display()))
+        .map_err(|e| format!("fsync {}: {e}", path.display()))?;
+    let took = started.elapsed();
+    if took > SLOW_SYNC {
+        tracing::warn!(ms = took.as_millis() as u64, "slow WAL fsync; answers waited for it");
+    }
+    Ok(())
 }
+
+/// An fsync slower than this is logged: it delays every answer behind it.
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,11 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // The server's warnings (slow commits, refused requests)
+                // explain outliers in the tables: keep them visible.
+                if line.contains(" WARN ") || line.contains(" ERROR ") {
+                    eprintln!("server: {line}");
+                }
                 if let Some(rest) = line.split("listening addr=").nth(1) {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
                 }
