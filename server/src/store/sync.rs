@@ -106,7 +106,10 @@ fn sync(path: &PathBuf, wal: &mut Option<File>) -> Result<(), String> {
         .map_err(|e| format!("fsync {}: {e}", path.display()))?;
     let took = started.elapsed();
     if took > SLOW_SYNC {
-        tracing::warn!(ms = took.as_millis() as u64, "slow WAL fsync; answers waited for it");
+        tracing::warn!(
+            ms = took.as_millis() as u64,
+            "slow WAL fsync; answers waited for it"
+        );
     }
     Ok(())
 }
