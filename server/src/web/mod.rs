@@ -22,7 +22,7 @@ use mailpulse_app::{shell, App};
 use std::sync::Arc;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 /// Builds the whole application router; serving it is the caller's job, so
 /// tests can drive it directly.
@@ -91,7 +91,13 @@ pub fn router(state: AppState) -> Router {
                 .gzip(true)
                 .compress_when(DefaultPredicate::new().and(SizeAbove::new(1024))),
         )
-        .layer(TraceLayer::new_for_http())
+        // 5xx answers are expected moments (503 while starting or when the
+        // store is busy) that the handlers explain themselves; at ERROR
+        // they would page whoever watches the logs.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
         .merge(webhooks)
         .with_state(state)
 }
