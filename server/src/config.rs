@@ -294,9 +294,7 @@ impl Default for IngestConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
-    /// fsync of the WAL after every commit, before its requests are
-    /// answered: an answered event survives power loss. (The fsync runs on
-    /// its own thread while the next group commits; see `store::sync`.)
+    /// fsync on every commit: an answered event survives power loss.
     Full,
     /// WAL without fsync per commit: survives a process crash, may lose the
     /// last commits on power loss. Faster.

@@ -1,18 +1,16 @@
 //! The durable store: one SQLite file (`mailpulse.db`) in the data dir, in
 //! WAL mode. All writes go through one writer thread ([`writer`]) that
 //! commits many concurrent requests in one transaction (group commit) and
-//! answers each only once its events are on disk (the fsync runs on its own
-//! thread, [`sync`], so the next group commits meanwhile); reads use a small pool of
+//! answers each only once its events are on disk; reads use a small pool of
 //! read-only connections. This module owns the handle the rest of the
 //! server uses; `docs/store.md` describes the schema.
 
 pub mod dispatch;
 pub mod retention;
 pub mod schema;
-mod sync;
 mod writer;
 
-use crate::config::{Config, StoreConfig, Synchronous};
+use crate::config::{Config, StoreConfig};
 use crate::ingest::parse::ParsedBatch;
 use crate::metrics::LiveHandle;
 use r2d2_sqlite::rusqlite::{Connection, OpenFlags};
@@ -132,7 +130,6 @@ impl Store {
             stats.clone(),
             gate.clone(),
             config.store.max_group_requests,
-            (config.store.synchronous == Synchronous::Full).then(|| wal_path(&path)),
         )?;
         Ok(Store {
             tx,
@@ -364,13 +361,7 @@ fn open_writer(path: &Path, config: &StoreConfig) -> anyhow::Result<Connection> 
     if !mode.eq_ignore_ascii_case("wal") {
         anyhow::bail!("store {} cannot use WAL mode (got {mode})", path.display());
     }
-    // FULL is kept by fsyncing the WAL after the commit, off this thread
-    // (see `sync`); the commit itself does not sync.
-    let pragma = match config.synchronous {
-        Synchronous::Full => Synchronous::Normal.pragma(),
-        other => other.pragma(),
-    };
-    conn.pragma_update(None, "synchronous", pragma)?;
+    conn.pragma_update(None, "synchronous", config.synchronous.pragma())?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // After a checkpoint resets the WAL, trim the file back to 64 MiB.
@@ -378,20 +369,13 @@ fn open_writer(path: &Path, config: &StoreConfig) -> anyhow::Result<Connection> 
     Ok(conn)
 }
 
-/// SQLite's write-ahead log next to the database file.
-fn wal_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-wal");
-    PathBuf::from(name)
-}
+/// How often the checkpointer runs. Each checkpoint ends with an fsync of
+/// the database file, and a commit's WAL fsync queued behind a large one
+/// waits for it (~200 ms seen under batch load with 500 ms); too often and
+/// the database is fsynced all the time.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
-/// How often the checkpointer runs. Often, so each checkpoint is small: it
-/// ends with an fsync of the database file, and a WAL fsync (which every
-/// answer waits for) queued behind a large one waited ~200 ms under batch
-/// load with 500 ms.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-
-/// Copies committed WAL pages back into the database every 100 ms
+/// Copies committed WAL pages back into the database every 250 ms
 /// (passive: never blocks the writer or readers). The writer then restarts
 /// the WAL from its beginning, so it stays small.
 fn checkpointer(

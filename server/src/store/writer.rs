@@ -11,7 +11,6 @@
 use super::dispatch::{
     self, DispatchMailings, DispatchOutcome, DispatchReport, DispatchUpdate, SentMatch,
 };
-use super::sync::{AfterSync, Syncer};
 use super::{StoreError, StoreStats};
 use crate::ingest::parse::{Event, ParsedBatch};
 use crate::metrics::engine::Update;
@@ -19,16 +18,10 @@ use crate::metrics::LiveHandle;
 use mailpulse_app::protocol::{BounceKind, Counters, EventType};
 use r2d2_sqlite::rusqlite::{params, Connection, ToSql, Transaction};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
-
-/// A commit's answer once its fsync is known.
-fn synced_or_failed(synced: Result<(), String>) -> Result<(), StoreError> {
-    synced.map_err(StoreError::Failed)
-}
 
 /// Rows deleted per retention transaction: small enough that ingest,
 /// which shares the writer, never waits long.
@@ -121,9 +114,7 @@ pub(crate) fn spawn(
     stats: Arc<StoreStats>,
     gate: Arc<Mutex<()>>,
     max_group: usize,
-    wal_sync: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let syncer = wal_sync.map(Syncer::spawn).transpose()?;
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
@@ -141,7 +132,6 @@ pub(crate) fn spawn(
                 gate,
                 max_group,
                 dispatch_mailings,
-                syncer,
             }
             .run(rx)
         })?;
@@ -155,8 +145,6 @@ struct Writer {
     gate: Arc<Mutex<()>>,
     max_group: usize,
     dispatch_mailings: DispatchMailings,
-    /// Set for `synchronous = "full"`: answers wait for its WAL fsync.
-    syncer: Option<Syncer>,
 }
 
 struct Pending {
@@ -216,24 +204,16 @@ impl Writer {
                             tracing::warn!(error = %e, "store upsert failed");
                         }
                         if let Some(reply) = reply {
-                            self.after_sync(Box::new(move |synced| {
-                                let _ = reply.send(res.and_then(|()| synced_or_failed(synced)));
-                            }));
+                            let _ = reply.send(res);
                         }
                     }
                     Cmd::Dispatches { reports, reply } => {
                         let res = self
                             .dispatches(&reports)
                             .map_err(|e| StoreError::Failed(e.to_string()));
-                        self.after_sync(Box::new(move |synced| {
-                            let _ =
-                                reply.send(res.and_then(|o| synced_or_failed(synced).map(|()| o)));
-                        }));
+                        let _ = reply.send(res);
                     }
                     Cmd::Shutdown { reply } => {
-                        if let Some(syncer) = &mut self.syncer {
-                            syncer.finish();
-                        }
                         tracing::info!("store writer stopped");
                         let _ = reply.send(());
                         return;
@@ -288,20 +268,14 @@ impl Writer {
                     s.quarantined
                         .fetch_add(o.quarantined as u64, Ordering::Relaxed);
                 }
-                let live = self.live.clone();
-                self.after_sync(Box::new(move |synced| {
-                    // The events are committed (readers see them) even if
-                    // the fsync failed, so the live state counts them.
-                    // Hand-off first, so a client that saw 200 and then
-                    // looks at the dashboard finds its events on the next
-                    // tick.
-                    if !committed.is_empty() {
-                        live.submit_blocking(Update::Events(committed));
-                    }
-                    for (p, o) in group.into_iter().zip(outcomes) {
-                        let _ = p.reply.send(synced_or_failed(synced.clone()).map(|()| o));
-                    }
-                }));
+                // Hand-off first, so a client that saw 200 and then looks at
+                // the dashboard finds its events on the next tick.
+                if !committed.is_empty() {
+                    self.live.submit_blocking(Update::Events(committed));
+                }
+                for (p, o) in group.into_iter().zip(outcomes) {
+                    let _ = p.reply.send(Ok(o));
+                }
             }
             Err(e) => {
                 self.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
@@ -310,15 +284,6 @@ impl Writer {
                     let _ = p.reply.send(Err(StoreError::Failed(e.to_string())));
                 }
             }
-        }
-    }
-
-    /// Runs `job` once what was committed so far is durable: after the
-    /// syncer's next fsync, or at once when commits sync themselves.
-    fn after_sync(&self, job: AfterSync) {
-        match &self.syncer {
-            Some(syncer) => syncer.after_sync(job),
-            None => job(Ok(())),
         }
     }
 
