@@ -60,18 +60,20 @@ pub fn router(state: AppState) -> Router {
         });
 
     // The webhook front door is the hot path: it answers small JSON
-    // receipts (nothing to compress) and logs its own failures, so it is
-    // merged after the layers below and skips them.
-    let webhooks = Router::new()
+    // receipts (nothing to compress) and logs its own failures; the health
+    // probes are polled often (a 503 from /readyz while rebuilding is the
+    // answer, not an incident). So they are merged after the layers below
+    // and skip them.
+    let unlogged = Router::new()
         .route("/webhooks/optimizely", post(ingest::post_default))
-        .route("/webhooks/optimizely/{source}", post(ingest::post_source));
+        .route("/webhooks/optimizely/{source}", post(ingest::post_source))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
 
     Router::new()
         .nest("/api/v1", api)
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(telemetry::scrape))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .route(
             "/_mp/{*fn_name}",
             post(move |req: axum::extract::Request| {
@@ -98,7 +100,7 @@ pub fn router(state: AppState) -> Router {
             TraceLayer::new_for_http()
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
-        .merge(webhooks)
+        .merge(unlogged)
         .with_state(state)
 }
 
