@@ -9,7 +9,7 @@ mod common;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::TestServer;
+use common::{get_json, TestServer};
 use mailpulse::config::{ChannelConfig, OptimizelyConfig, Secret};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -145,14 +145,11 @@ fn stall(http: reqwest::Client, base: String, tag: &'static str) -> tokio::task:
 
 /// Sends the sent events of every open dispatch: the queue drains.
 async fn recover(http: &reqwest::Client, base: &str) {
-    let v: Value = http
-        .get(format!("{base}/api/v1/dispatches/stuck?older_than=0s"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(
+        http,
+        format!("{base}/api/v1/dispatches/stuck?older_than=0s"),
+    )
+    .await;
     let events: Vec<Value> = v["stuck"]
         .as_array()
         .unwrap()
@@ -225,15 +222,7 @@ async fn a_stall_fires_within_a_minute_and_resolves_once() {
         .unwrap();
     assert_eq!(chart.headers()["content-type"], "image/png");
     assert_eq!(&chart.bytes().await.unwrap()[1..4], b"PNG");
-    let health: Value = server
-        .http
-        .get(server.url("/api/v1/transactional"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&server.http, server.url("/api/v1/transactional")).await;
     assert_eq!(health["transactional"]["status"], "critical");
     assert!(health["transactional"]["queue_depth"].as_u64().unwrap() > 10);
 
@@ -374,14 +363,7 @@ async fn killed_while_firing_loses_nothing_and_sends_nothing_twice() {
 
 /// The active alert of `rule`, from `GET /api/v1/alerts`.
 async fn active_alert(http: &reqwest::Client, base: &str, rule: &str) -> Value {
-    let alerts: Value = http
-        .get(format!("{base}/api/v1/alerts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alerts: Value = get_json(http, format!("{base}/api/v1/alerts")).await;
     alerts["active"]
         .as_array()
         .unwrap()
@@ -434,15 +416,7 @@ async fn ack_silence_rules_and_the_channels_message_shapes() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
-    let rules: Value = server
-        .http
-        .get(server.url("/api/v1/alert-rules"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rules: Value = get_json(&server.http, server.url("/api/v1/alert-rules")).await;
     let r = rules["rules"]
         .as_array()
         .unwrap()
@@ -512,15 +486,7 @@ async fn ack_silence_rules_and_the_channels_message_shapes() {
         .json()
         .await
         .unwrap();
-    let listed: Value = server
-        .http
-        .get(server.url("/api/v1/alerts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = get_json(&server.http, server.url("/api/v1/alerts")).await;
     assert_eq!(listed["silences"][0]["comment"], "known");
     let d = server
         .http
@@ -654,15 +620,11 @@ async fn dispatches_are_idempotent_and_the_stuck_list_asks_optimizely() {
         .unwrap();
     assert_eq!(r["already_sent"], 1);
 
-    let stuck: Value = server
-        .http
-        .get(server.url("/api/v1/dispatches/stuck?older_than=1m"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stuck: Value = get_json(
+        &server.http,
+        server.url("/api/v1/dispatches/stuck?older_than=1m"),
+    )
+    .await;
     let list = stuck["stuck"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{stuck}");
     assert_eq!(list[0]["mail_id"], "m1");
@@ -708,15 +670,7 @@ async fn dispatches_are_idempotent_and_the_stuck_list_asks_optimizely() {
     // The queue figures are live.
     let mut depth = 0;
     for _ in 0..50 {
-        let h: Value = server
-            .http
-            .get(server.url("/api/v1/transactional"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let h: Value = get_json(&server.http, server.url("/api/v1/transactional")).await;
         depth = h["transactional"]["queue_depth"].as_u64().unwrap();
         if depth == 2 {
             break;

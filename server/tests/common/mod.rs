@@ -134,6 +134,17 @@ impl TestServer {
     }
 }
 
+/// GETs `url` and decodes its JSON answer.
+pub async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> serde_json::Value {
+    http.get(url)
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
 /// Next protocol message, skipping heartbeats and control frames.
 pub async fn next_msg(ws: &mut Ws) -> ServerMsg {
     loop {
