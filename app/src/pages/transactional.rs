@@ -5,10 +5,9 @@
 
 use super::overview::{overview_of, TxPanel};
 use super::resource::resource;
-use super::{live_state, Problem};
+use super::{topic_page, Problem};
 use crate::components::erase::EraseView;
 use crate::components::format;
-use crate::live::use_live;
 use crate::protocol::Topic;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -45,9 +44,6 @@ const CHOICES: [(i64, &str); 5] = [
 
 #[component]
 pub fn Transactional() -> impl IntoView {
-    let live = use_live();
-    live.follow(Topic::Overview);
-    let initial = resource(|| (), |_| super::get_view(Topic::Overview.to_string()));
     let older = RwSignal::new(60i64);
     let stuck = resource(move || older.get(), get_stuck);
     #[cfg(feature = "hydrate")]
@@ -61,19 +57,10 @@ pub fn Transactional() -> impl IntoView {
         .collect_view();
     view! {
         <h1>"Transactional mail"</h1>
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match initial.await {
-                    Ok(Some(first)) => {
-                        let state = live_state(Topic::Overview, first.state);
-                        let tx = Memo::new(move |_| overview_of(&state.get()).transactional);
-                        view! { <TxPanel tx/> }.erase()
-                    }
-                    Ok(None) => view! { <Problem message="No data yet."/> }.erase(),
-                    Err(e) => view! { <Problem message=format!("{e}")/> }.erase(),
-                }
-            })}
-        </Suspense>
+        {topic_page(Topic::Overview, "transactional health", |state| {
+            let tx = Memo::new(move |_| overview_of(&state.get()).transactional);
+            view! { <TxPanel tx/> }
+        })}
         <section class="panel" aria-labelledby="stuck-h">
             <h2 id="stuck-h">"Stuck dispatches"</h2>
             <p class="filters">
