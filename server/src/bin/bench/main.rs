@@ -14,12 +14,12 @@ mod report;
 mod ui;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 /// The same allocator as `mailpulse`, so the ceiling server (this binary)
 /// and the load generator are not handicapped against it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "mailpulse-bench", about = "mailpulse benchmarks")]
