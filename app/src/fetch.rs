@@ -4,31 +4,33 @@
 //! the server (SSR) these are never called; they answer an error there.
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// Key of the API token in the browser's local storage.
 pub const TOKEN_KEY: &str = "mailpulse.api_token";
 
-/// GET `url` and decode its JSON.
+/// GET `url` and decode its JSON. Decoding from the text (not through a
+/// `serde_json::Value`) keeps one deserializer per type in the wasm, the
+/// one the page resources and the websocket already use.
 pub async fn get<T: DeserializeOwned>(url: &str) -> Result<T, String> {
-    let v = request("GET", url, None).await?;
-    serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))
+    let text = request("GET", url, None).await?;
+    serde_json::from_str(&text).map_err(|e| format!("unexpected answer: {e}"))
 }
 
-/// `method` `url` with a JSON body; the answer's JSON, or its error message.
-pub async fn send(
-    method: &'static str,
-    url: &str,
-    body: serde_json::Value,
-) -> Result<serde_json::Value, String> {
-    request(method, url, Some(body.to_string())).await
+/// `method` `url` with `body` (JSON text); the answer's text, or the
+/// error message the server gave.
+pub async fn send(method: &'static str, url: &str, body: String) -> Result<String, String> {
+    request(method, url, Some(body)).await
+}
+
+/// The `{"error": …, "message": …}` body of an API error.
+#[derive(Deserialize)]
+struct ApiError {
+    message: String,
 }
 
 #[cfg(feature = "hydrate")]
-async fn request(
-    method: &str,
-    url: &str,
-    body: Option<String>,
-) -> Result<serde_json::Value, String> {
+async fn request(method: &str, url: &str, body: Option<String>) -> Result<String, String> {
     use wasm_bindgen::JsCast;
     use wasm_bindgen_futures::JsFuture;
     let window = web_sys::window().ok_or("no window")?;
@@ -55,23 +57,23 @@ async fn request(
         .ok()
         .and_then(|t| t.as_string())
         .unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     if resp.ok() {
-        Ok(value)
+        Ok(text)
     } else {
-        Err(value["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("request failed: {}", resp.status())))
+        Err(error_message(&text, resp.status()))
     }
 }
 
+/// The message of an API error answer, or the status when it has none.
+fn error_message(text: &str, status: u16) -> String {
+    serde_json::from_str::<ApiError>(text)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| format!("request failed: {status}"))
+}
+
 #[cfg(not(feature = "hydrate"))]
-async fn request(
-    _method: &str,
-    _url: &str,
-    _body: Option<String>,
-) -> Result<serde_json::Value, String> {
+async fn request(_method: &str, _url: &str, _body: Option<String>) -> Result<String, String> {
+    let _ = error_message;
     Err("only available in the browser".into())
 }
 

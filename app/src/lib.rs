@@ -17,7 +17,7 @@ use components::erase::EraseView;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
+    components::{FlatRoutes, Route, Router},
     hooks::use_location,
     path, SsrMode,
 };
@@ -55,14 +55,14 @@ pub fn App() -> impl IntoView {
             <Chrome/>
             <main>
                 // Async: every number is in the HTML before any script runs.
-                <Routes fallback=|| view! { <pages::NotFound/> }.erase()>
+                <FlatRoutes fallback=|| view! { <pages::NotFound/> }.erase()>
                     <Route path=path!("") view=|| view! { <pages::overview::Overview/> }.erase() ssr=SsrMode::Async/>
                     <Route path=path!("/mailings") view=|| view! { <pages::mailings::Mailings/> }.erase() ssr=SsrMode::Async/>
                     <Route path=path!("/mailings/:id") view=|| view! { <pages::mailing::Mailing/> }.erase() ssr=SsrMode::Async/>
                     <Route path=path!("/transactional") view=|| view! { <pages::transactional::Transactional/> }.erase() ssr=SsrMode::Async/>
                     <Route path=path!("/alerts") view=|| view! { <pages::alerts::Alerts/> }.erase() ssr=SsrMode::Async/>
                     <Route path=path!("/wall") view=|| view! { <pages::wall::Wall/> }.erase() ssr=SsrMode::Async/>
-                </Routes>
+                </FlatRoutes>
             </main>
         </Router>
     }

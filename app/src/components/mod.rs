@@ -1,74 +1,58 @@
-//! Building blocks shared by the pages: tiles, sparklines, charts, the
+//! Building blocks shared by the pages: markup for tiles, tables and
+//! sparklines, charts, the
 //! alert banner (with sound and desktop notifications), the link status.
 
 pub mod chart;
 pub mod erase;
 pub mod format;
+pub mod markup;
 
 use crate::live::{use_live, LinkStatus};
-use crate::protocol::{AlertState, AlertView, Health, MailingClass, Severity};
+use crate::protocol::{AlertState, AlertView, MailingClass, Severity};
 use leptos::prelude::*;
 
-/// A big number with a label and a note underneath.
-#[component]
-pub fn Tile(
-    #[prop(into)] label: String,
-    #[prop(into)] value: Signal<String>,
-    #[prop(into, optional)] note: MaybeProp<String>,
-    /// Test id of the value.
-    #[prop(into)]
-    id: String,
-    #[prop(into, optional)] health: MaybeProp<Health>,
-) -> impl IntoView {
-    let class = move || match health.get() {
-        Some(Health::Critical) => "tile critical",
-        Some(Health::Warning) => "tile warning",
-        _ => "tile",
-    };
-    let aria = label.clone();
-    view! {
-        <div class=class role="group" aria-label=aria>
-            <div class="tile-label">{label}</div>
-            <div class="tile-value" data-testid=id>{move || value.get()}</div>
-            <div class="tile-note">{move || note.get()}</div>
-        </div>
-    }
+/// `on:input=set_from(signal)` (or `on:change`): keeps a form field's value
+/// in `signal`. One closure type serves every field: each distinct handler
+/// closure would compile its own event-listener code into the wasm.
+pub fn set_from(signal: RwSignal<String>) -> impl Fn(leptos::ev::Event) + Clone + 'static {
+    move |e| signal.set(event_target_value(&e))
 }
 
-/// A tiny line of sends per minute, as inline SVG (no script needed).
-#[component]
-pub fn Sparkline(#[prop(into)] values: Signal<Vec<u32>>) -> impl IntoView {
-    let path = move || {
-        let v = values.get();
-        let max = v.iter().copied().max().unwrap_or(0).max(1) as f64;
-        let n = v.len().max(2) - 1;
-        v.iter()
-            .enumerate()
-            .map(|(i, y)| {
-                format!(
-                    "{}{:.1},{:.1}",
-                    if i == 0 { "M" } else { " L" },
-                    i as f64 * 100.0 / n as f64,
-                    20.0 - (*y as f64 / max) * 18.0 - 1.0
-                )
-            })
-            .collect::<String>()
-    };
-    let total = move || values.get().iter().map(|v| *v as u64).sum::<u64>();
-    view! {
-        <svg class="spark" viewBox="0 0 100 20" preserveAspectRatio="none" role="img"
-            aria-label=move || format!("{} sends in the last 30 minutes", total())>
-            <path d=path fill="none" stroke="currentColor" stroke-width="1.5"
-                vector-effect="non-scaling-stroke"/>
-        </svg>
+/// `prop:value=value_of(signal)`: the field shows `signal`, one closure
+/// type for every field (see [`set_from`]).
+pub fn value_of(signal: RwSignal<String>) -> impl Fn() -> String + Clone + Send + Sync + 'static {
+    move || signal.get()
+}
+
+/// The SVG path of a sparkline in a 100×20 box, highest value at the top.
+pub fn spark_path(v: &[u32]) -> String {
+    let max = v.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let n = v.len().max(2) - 1;
+    let mut d = String::with_capacity(v.len() * 12);
+    for (i, y) in v.iter().enumerate() {
+        let _ = std::fmt::Write::write_fmt(
+            &mut d,
+            format_args!(
+                "{}{:.1},{:.1}",
+                if i == 0 { "M" } else { " L" },
+                i as f64 * 100.0 / n as f64,
+                20.0 - (*y as f64 / max) * 18.0 - 1.0
+            ),
+        );
+    }
+    d
+}
+
+/// The CSS class and the word of a mailing class badge.
+pub fn class_badge_parts(c: MailingClass) -> (&'static str, &'static str) {
+    match c {
+        MailingClass::Transactional => ("badge tx", "transactional"),
+        MailingClass::Campaign => ("badge", "campaign"),
     }
 }
 
 pub fn class_badge(c: MailingClass) -> impl IntoView {
-    let (cls, text) = match c {
-        MailingClass::Transactional => ("badge tx", "transactional"),
-        MailingClass::Campaign => ("badge", "campaign"),
-    };
+    let (cls, text) = class_badge_parts(c);
     view! { <span class=cls>{text}</span> }
 }
 

@@ -2,16 +2,20 @@
 //! silences, recent (resolved) alerts, and the rules — viewable and
 //! editable. Changes go through the REST API with the API token saved on
 //! this browser, if the server needs one.
+//!
+//! Rules arrive summarised by the server (condition as text, definition as
+//! JSON text), so the browser never holds a JSON tree; the tables are
+//! markup with one delegated click handler each (see `components::markup`).
 
 use super::resource::{resource, PageResource};
 use super::Problem;
 use crate::components::erase::EraseView;
-use crate::components::{format, AttentionToggle};
+use crate::components::markup::{clicked, Markup};
+use crate::components::{format, set_from, value_of, AttentionToggle};
 use crate::fetch;
 use crate::protocol::{AlertState, AlertView, Severity};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SilenceView {
@@ -34,9 +38,78 @@ pub struct AlertsPage {
     pub silences: Vec<SilenceView>,
 }
 
+/// A rule as the page shows it, prepared on the server.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleSummary {
+    pub name: String,
+    pub description: String,
+    /// "bounce_rate over 5m > 0.05 (after 100 sends)", "no webhook for 10m".
+    pub condition: String,
+    pub scope: String,
+    pub for_: String,
+    pub severity: String,
+    /// Built in, configuration file, or set through the API.
+    pub origin: String,
+    pub enabled: bool,
+    /// The definition (without `origin`) as pretty JSON, for the editor.
+    pub definition: String,
+    /// The definition with `enabled` flipped, for the enable/disable button.
+    pub toggled: String,
+}
+
+#[cfg(feature = "ssr")]
+impl RuleSummary {
+    /// Summarises one rule of `GET /api/v1/alert-rules`.
+    pub fn of(rule: &serde_json::Value) -> RuleSummary {
+        let text = |k: &str, default: &str| rule[k].as_str().unwrap_or(default).to_string();
+        let enabled = rule["enabled"].as_bool().unwrap_or(true);
+        let mut def = rule.clone();
+        if let Some(o) = def.as_object_mut() {
+            o.remove("origin");
+        }
+        let definition = serde_json::to_string_pretty(&def).unwrap_or_default();
+        def["enabled"] = serde_json::Value::Bool(!enabled);
+        RuleSummary {
+            name: text("name", ""),
+            description: text("description", ""),
+            condition: condition(rule),
+            scope: text("scope", "overall"),
+            for_: text("for", "—"),
+            severity: text("severity", "warning"),
+            origin: text("origin", ""),
+            enabled,
+            definition,
+            toggled: def.to_string(),
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn condition(r: &serde_json::Value) -> String {
+    match r["kind"].as_str().unwrap_or("threshold") {
+        "silence" => format!("silent (at least {})", r["after"].as_str().unwrap_or("30s")),
+        "feed_dead" => format!("no webhook for {}", r["after"].as_str().unwrap_or("10m")),
+        _ => {
+            let (op, v) = match (r["above"].as_f64(), r["below"].as_f64()) {
+                (Some(a), _) => (">", a),
+                (_, Some(b)) => ("<", b),
+                _ => ("?", 0.0),
+            };
+            format!(
+                "{} over {} {op} {v}{}",
+                r["metric"].as_str().unwrap_or("?"),
+                r["window"].as_str().unwrap_or("5m"),
+                r["min_sent"]
+                    .as_u64()
+                    .map_or(String::new(), |m| format!(" (after {m} sends)"))
+            )
+        }
+    }
+}
+
 /// The alerts, silences and rules (as the REST API lists them).
 #[server(prefix = "/_mp", endpoint = "alerts")]
-pub async fn get_alerts() -> Result<(AlertsPage, Vec<Value>), ServerFnError> {
+pub async fn get_alerts() -> Result<(AlertsPage, Vec<RuleSummary>), ServerFnError> {
     let v = super::views()?
         .0
         .alerts()
@@ -44,7 +117,10 @@ pub async fn get_alerts() -> Result<(AlertsPage, Vec<Value>), ServerFnError> {
         .map_err(ServerFnError::new)?;
     let page: AlertsPage = serde_json::from_value(v["alerts"].clone())
         .map_err(|e| ServerFnError::new(e.to_string()))?;
-    let rules = v["rules"].as_array().cloned().unwrap_or_default();
+    let rules = v["rules"]
+        .as_array()
+        .map(|rules| rules.iter().map(RuleSummary::of).collect())
+        .unwrap_or_default();
     Ok((page, rules))
 }
 
@@ -75,15 +151,16 @@ pub fn Alerts() -> impl IntoView {
     }
 }
 
-type Data = PageResource<Result<(AlertsPage, Vec<Value>), ServerFnError>>;
+type Data = PageResource<Result<(AlertsPage, Vec<RuleSummary>), ServerFnError>>;
 
-/// Runs a write and refreshes; an error shows in `message`.
+/// Runs a write (`body` is JSON text) and refreshes; an error shows in
+/// `message`.
 fn act(
     data: Data,
     message: RwSignal<Option<String>>,
     method: &'static str,
     url: String,
-    body: Value,
+    body: String,
 ) {
     leptos::task::spawn_local(async move {
         match fetch::send(method, &url, body).await {
@@ -96,10 +173,105 @@ fn act(
     });
 }
 
+/// `POST /api/v1/alerts/{id}/ack`.
+#[derive(Serialize)]
+struct Ack {
+    by: String,
+    comment: String,
+}
+
+/// `POST /api/v1/silences`.
+#[derive(Serialize)]
+struct NewSilenceBody {
+    rule: Option<String>,
+    scope: Option<String>,
+    duration: String,
+    created_by: String,
+    comment: String,
+}
+
+fn json<B: Serialize>(body: &B) -> String {
+    serde_json::to_string(body).unwrap_or_default()
+}
+
+fn some(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn silences_markup(silences: &[SilenceView]) -> String {
+    let mut h = Markup::new();
+    for s in silences {
+        let id = s.id.to_string();
+        h.open("tr", &[])
+            .td(s.rule.as_deref().unwrap_or("any rule"))
+            .td(s.scope.as_deref().unwrap_or("any scope"))
+            .td(&format::date_time(s.ends_at))
+            .td(&format!("{}: {}", s.created_by, s.comment))
+            .open("td", &[])
+            .el(
+                "button",
+                &[("type", "button"), ("data-end-silence", &id)],
+                "End",
+            )
+            .close("td")
+            .close("tr");
+    }
+    h.take()
+}
+
+fn rules_markup(rules: &[RuleSummary]) -> String {
+    let mut h = Markup::new();
+    for (i, r) in rules.iter().enumerate() {
+        let i = i.to_string();
+        h.open("tr", &[("class", if r.enabled { "" } else { "disabled" })])
+            .open("th", &[("scope", "row")])
+            .text(&r.name)
+            .el("div", &[("class", "muted small")], &r.description)
+            .close("th")
+            .td(&r.condition)
+            .td(&r.scope)
+            .td(&r.for_)
+            .td(&r.severity)
+            .td(&r.origin)
+            .open("td", &[])
+            .el(
+                "button",
+                &[("type", "button"), ("data-toggle-rule", &i)],
+                if r.enabled { "Disable" } else { "Enable" },
+            )
+            .text(" ")
+            .el(
+                "button",
+                &[("type", "button"), ("data-edit-rule", &i)],
+                "Edit",
+            )
+            .close("td")
+            .close("tr");
+    }
+    h.take()
+}
+
+fn recent_markup(recent: &[AlertView]) -> String {
+    let mut h = Markup::new();
+    for a in recent.iter().take(50) {
+        let lasted = a
+            .resolved_at
+            .zip(a.firing_at)
+            .map(|(r, f)| format::dur_ms(r - f));
+        h.open("tr", &[])
+            .td(&a.resolved_at.map(format::date_time).unwrap_or_default())
+            .td(&a.rule)
+            .td(&a.summary)
+            .td(&lasted.unwrap_or_default())
+            .close("tr");
+    }
+    h.take()
+}
+
 #[component]
 fn AlertsBody(
     page: AlertsPage,
-    rules: Vec<Value>,
+    rules: Vec<RuleSummary>,
     data: Data,
     message: RwSignal<Option<String>>,
 ) -> impl IntoView {
@@ -108,41 +280,57 @@ fn AlertsBody(
         .iter()
         .map(|a| view! { <ActiveAlert a=a.clone() data message/> })
         .collect_view();
-    let silences = page
-        .silences
-        .iter()
-        .map(|s| {
-            let id = s.id;
-            view! {
-                <tr>
-                    <td>{s.rule.clone().unwrap_or_else(|| "any rule".into())}</td>
-                    <td>{s.scope.clone().unwrap_or_else(|| "any scope".into())}</td>
-                    <td>{format::date_time(s.ends_at)}</td>
-                    <td>{format!("{}: {}", s.created_by, s.comment)}</td>
-                    <td><button on:click=move |_| act(data, message, "DELETE", format!("/api/v1/silences/{id}"), Value::Null)>"End"</button></td>
-                </tr>
+    let end_silence = move |ev: leptos::ev::MouseEvent| {
+        if let Some(id) = clicked(&ev, "data-end-silence") {
+            act(
+                data,
+                message,
+                "DELETE",
+                format!("/api/v1/silences/{id}"),
+                "null".into(),
+            );
+        }
+    };
+    // The rule being edited (its index), and the editor's text.
+    let editing = RwSignal::new(None::<usize>);
+    let text = RwSignal::new(String::new());
+    let rules = StoredValue::new(rules);
+    let rule_click = move |ev: leptos::ev::MouseEvent| {
+        let index = |attr| clicked(&ev, attr).and_then(|i| i.parse::<usize>().ok());
+        if let Some(i) = index("data-toggle-rule") {
+            if let Some(r) = rules.with_value(|rs| rs.get(i).cloned()) {
+                act(data, message, "PUT", rule_url(&r.name), r.toggled);
             }
-        })
-        .collect_view();
-    let recent = page
-        .recent
-        .iter()
-        .take(50)
-        .map(|a| {
-            view! {
-                <tr>
-                    <td>{a.resolved_at.map(format::date_time).unwrap_or_default()}</td>
-                    <td>{a.rule.clone()}</td>
-                    <td>{a.summary.clone()}</td>
-                    <td>{a.resolved_at.zip(a.firing_at).map(|(r, f)| format::dur_ms(r - f)).unwrap_or_default()}</td>
-                </tr>
+        } else if let Some(i) = index("data-edit-rule") {
+            if let Some(def) = rules.with_value(|rs| rs.get(i).map(|r| r.definition.clone())) {
+                text.set(def);
+                editing.update(|e| *e = if *e == Some(i) { None } else { Some(i) });
             }
+        }
+    };
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let name = editing
+            .get_untracked()
+            .and_then(|i| rules.with_value(|rs| rs.get(i).map(|r| r.name.clone())));
+        if let Some(name) = name {
+            act(data, message, "PUT", rule_url(&name), text.get_untracked());
+        }
+    };
+    let editor = move || {
+        let i = editing.get()?;
+        let name = rules.with_value(|rs| rs.get(i).map(|r| r.name.clone()))?;
+        Some(view! {
+            <form on:submit=save>
+                <h3>{format!("Rule {name}")}</h3>
+                <textarea rows="12" class="code" aria-label="Rule definition (JSON)"
+                    prop:value=value_of(text) on:input=set_from(text)></textarea>
+                <button type="submit">"Save rule"</button>
+                " " <button type="button" on:click=move |_| editing.set(None)>"Cancel"</button>
+            </form>
         })
-        .collect_view();
-    let rule_rows = rules
-        .iter()
-        .map(|r| view! { <RuleRow rule=r.clone() data message/> })
-        .collect_view();
+    };
+    let names: Vec<String> = rules.with_value(|rs| rs.iter().map(|r| r.name.clone()).collect());
     let empty = page.active.is_empty();
     view! {
         <section class="panel" aria-labelledby="active-h">
@@ -154,9 +342,9 @@ fn AlertsBody(
             <h2 id="sil-h">"Silences"</h2>
             <table class="list wide">
                 <thead><tr><th scope="col">"Rule"</th><th scope="col">"Scope"</th><th scope="col">"Until"</th><th scope="col">"Why"</th><th scope="col"></th></tr></thead>
-                <tbody>{silences}</tbody>
+                <tbody on:click=end_silence inner_html=silences_markup(&page.silences)></tbody>
             </table>
-            <NewSilence rules=rules.clone() data message/>
+            <NewSilence names data message/>
         </section>
         <section class="panel" aria-labelledby="rules-h">
             <h2 id="rules-h">"Rules"</h2>
@@ -166,18 +354,26 @@ fn AlertsBody(
                     <th scope="col">"Rule"</th><th scope="col">"Condition"</th><th scope="col">"Scope"</th>
                     <th scope="col">"For"</th><th scope="col">"Severity"</th><th scope="col">"Origin"</th><th scope="col"></th>
                 </tr></thead>
-                <tbody>{rule_rows}</tbody>
+                <tbody on:click=rule_click inner_html=rules.with_value(|rs| rules_markup(rs))></tbody>
             </table>
+            {editor}
             <NewRule data message/>
         </section>
         <section class="panel" aria-labelledby="recent-h">
             <h2 id="recent-h">"Recently resolved"</h2>
             <table class="list wide">
                 <thead><tr><th scope="col">"Resolved"</th><th scope="col">"Rule"</th><th scope="col">"What"</th><th scope="col">"Lasted"</th></tr></thead>
-                <tbody>{recent}</tbody>
+                <tbody inner_html=recent_markup(&page.recent)></tbody>
             </table>
         </section>
     }
+}
+
+fn rule_url(name: &str) -> String {
+    format!(
+        "/api/v1/alert-rules/{}",
+        crate::components::markup::urlencode(name)
+    )
 }
 
 #[component]
@@ -193,16 +389,39 @@ fn ActiveAlert(a: AlertView, data: Data, message: RwSignal<Option<String>>) -> i
     let firing = a.state == AlertState::Firing;
     let (rule, scope) = (a.rule.clone(), a.scope.clone());
     let silence = move |_| {
+        let by = by.get_untracked();
+        let body = NewSilenceBody {
+            rule: Some(rule.clone()),
+            scope: Some(scope.clone()),
+            duration: "1h".into(),
+            created_by: if by.is_empty() {
+                "dashboard".into()
+            } else {
+                by
+            },
+            comment: comment.get_untracked(),
+        };
         act(
             data,
             message,
             "POST",
             "/api/v1/silences".into(),
-            json!({"rule": rule, "scope": scope, "duration": "1h",
-                   "created_by": if by.get_untracked().is_empty() { "dashboard".into() } else { by.get_untracked() },
-                   "comment": comment.get_untracked()}),
-        )
+            json(&body),
+        );
     };
+    let mut notes = Markup::new();
+    if let Some(m) = &a.muted {
+        notes.el("div", &[("class", "muted")], m);
+    }
+    if let Some(k) = &a.acked {
+        let text = format!(
+            "Acknowledged by {} at {}: {}",
+            k.by,
+            format::clock(k.at),
+            k.comment
+        );
+        notes.el("div", &[("class", "muted")], &text);
+    }
     view! {
         <li class=cls data-testid=format!("alert-{id}")>
             <div>
@@ -210,16 +429,15 @@ fn ActiveAlert(a: AlertView, data: Data, message: RwSignal<Option<String>>) -> i
                 {a.summary.clone()}
                 " " <a href=format!("/api/v1/alerts/{id}/chart.png") target="_blank">"chart"</a>
             </div>
-            {a.muted.clone().map(|m| view! { <div class="muted">{m}</div> })}
-            {a.acked.clone().map(|k| view! { <div class="muted">{format!("Acknowledged by {} at {}: {}", k.by, format::clock(k.at), k.comment)}</div> })}
+            <div inner_html=notes.take()></div>
             {(firing && a.acked.is_none()).then(|| view! {
                 <form class="inline" on:submit=move |ev| {
                     ev.prevent_default();
-                    act(data, message, "POST", format!("/api/v1/alerts/{id}/ack"),
-                        json!({"by": by.get_untracked(), "comment": comment.get_untracked()}));
+                    let body = Ack { by: by.get_untracked(), comment: comment.get_untracked() };
+                    act(data, message, "POST", format!("/api/v1/alerts/{id}/ack"), json(&body));
                 }>
-                    <input required placeholder="your name" aria-label="Your name" prop:value=move || by.get() on:input=move |e| by.set(event_target_value(&e))/>
-                    <input placeholder="comment" aria-label="Comment" prop:value=move || comment.get() on:input=move |e| comment.set(event_target_value(&e))/>
+                    <input required placeholder="your name" aria-label="Your name" on:input=set_from(by)/>
+                    <input placeholder="comment" aria-label="Comment" on:input=set_from(comment)/>
                     <button type="submit">"Acknowledge"</button>
                     <button type="button" on:click=silence>"Silence 1 h"</button>
                 </form>
@@ -229,151 +447,78 @@ fn ActiveAlert(a: AlertView, data: Data, message: RwSignal<Option<String>>) -> i
 }
 
 #[component]
-fn NewSilence(rules: Vec<Value>, data: Data, message: RwSignal<Option<String>>) -> impl IntoView {
+fn NewSilence(names: Vec<String>, data: Data, message: RwSignal<Option<String>>) -> impl IntoView {
     let rule = RwSignal::new(String::new());
     let scope = RwSignal::new(String::new());
     let duration = RwSignal::new("1h".to_string());
     let by = RwSignal::new(String::new());
     let comment = RwSignal::new(String::new());
-    let options = rules
-        .iter()
-        .filter_map(|r| r["name"].as_str().map(str::to_string))
-        .map(|n| view! { <option value=n.clone()>{n.clone()}</option> })
-        .collect_view();
+    let mut options = Markup::new();
+    options.el("option", &[("value", "")], "any rule");
+    for n in &names {
+        options.el("option", &[("value", n)], n);
+    }
     view! {
         <form class="inline" on:submit=move |ev| {
             ev.prevent_default();
-            let opt = |s: String| if s.is_empty() { Value::Null } else { Value::String(s) };
-            act(data, message, "POST", "/api/v1/silences".into(), json!({
-                "rule": opt(rule.get_untracked()), "scope": opt(scope.get_untracked()),
-                "duration": duration.get_untracked(), "created_by": by.get_untracked(), "comment": comment.get_untracked()}));
+            let body = NewSilenceBody {
+                rule: some(rule.get_untracked()),
+                scope: some(scope.get_untracked()),
+                duration: duration.get_untracked(),
+                created_by: by.get_untracked(),
+                comment: comment.get_untracked(),
+            };
+            act(data, message, "POST", "/api/v1/silences".into(), json(&body));
         }>
-            <select aria-label="Rule" on:change=move |e| rule.set(event_target_value(&e))>
-                <option value="">"any rule"</option>
-                {options}
-            </select>
-            <input placeholder="scope, e.g. mailing:9001" aria-label="Scope" on:input=move |e| scope.set(event_target_value(&e))/>
-            <select aria-label="Duration" on:change=move |e| duration.set(event_target_value(&e))>
+            <select aria-label="Rule" on:change=set_from(rule) inner_html=options.take()></select>
+            <input placeholder="scope, e.g. mailing:9001" aria-label="Scope" on:input=set_from(scope)/>
+            <select aria-label="Duration" on:change=set_from(duration)>
                 <option value="1h">"1 hour"</option>
                 <option value="4h">"4 hours"</option>
                 <option value="1d">"1 day"</option>
                 <option value="30m">"30 minutes"</option>
             </select>
-            <input required placeholder="your name" aria-label="Your name" on:input=move |e| by.set(event_target_value(&e))/>
-            <input placeholder="why" aria-label="Why" on:input=move |e| comment.set(event_target_value(&e))/>
+            <input required placeholder="your name" aria-label="Your name" on:input=set_from(by)/>
+            <input placeholder="why" aria-label="Why" on:input=set_from(comment)/>
             <button type="submit">"Add silence"</button>
         </form>
     }
 }
 
-fn condition(r: &Value) -> String {
-    match r["kind"].as_str().unwrap_or("threshold") {
-        "silence" => format!("silent (at least {})", r["after"].as_str().unwrap_or("30s")),
-        "feed_dead" => format!("no webhook for {}", r["after"].as_str().unwrap_or("10m")),
-        _ => {
-            let (op, v) = match (r["above"].as_f64(), r["below"].as_f64()) {
-                (Some(a), _) => (">", a),
-                (_, Some(b)) => ("<", b),
-                _ => ("?", 0.0),
-            };
-            format!(
-                "{} over {} {op} {v}{}",
-                r["metric"].as_str().unwrap_or("?"),
-                r["window"].as_str().unwrap_or("5m"),
-                r["min_sent"]
-                    .as_u64()
-                    .map_or(String::new(), |m| format!(" (after {m} sends)"))
-            )
-        }
-    }
+/// Only the rule's name is read in the browser, for the URL; the server
+/// checks the rest and says what is wrong.
+#[derive(Deserialize)]
+struct Named {
+    name: String,
 }
 
-#[component]
-fn RuleRow(rule: Value, data: Data, message: RwSignal<Option<String>>) -> impl IntoView {
-    let editing = RwSignal::new(false);
-    let text = RwSignal::new(String::new());
-    let name = rule["name"].as_str().unwrap_or_default().to_string();
-    let enabled = rule["enabled"].as_bool().unwrap_or(true);
-    let mut def = rule.clone();
-    if let Some(o) = def.as_object_mut() {
-        o.remove("origin");
-    }
-    let pretty = serde_json::to_string_pretty(&def).unwrap_or_default();
-    let toggle = {
-        let mut d = def.clone();
-        let url = format!("/api/v1/alert-rules/{name}");
-        move |_| {
-            d["enabled"] = Value::Bool(!enabled);
-            act(data, message, "PUT", url.clone(), d.clone());
-        }
-    };
-    let save = {
-        let url = format!("/api/v1/alert-rules/{name}");
-        move |ev: leptos::ev::SubmitEvent| {
-            ev.prevent_default();
-            match serde_json::from_str::<Value>(&text.get_untracked()) {
-                Ok(v) => act(data, message, "PUT", url.clone(), v),
-                Err(e) => message.set(Some(format!("not valid JSON: {e}"))),
-            }
-        }
-    };
-    view! {
-        <tr class=if enabled { "" } else { "disabled" }>
-            <th scope="row">{name.clone()}<div class="muted small">{rule["description"].as_str().unwrap_or_default().to_string()}</div></th>
-            <td>{condition(&rule)}</td>
-            <td>{rule["scope"].as_str().unwrap_or("overall").to_string()}</td>
-            <td>{rule["for"].as_str().unwrap_or("—").to_string()}</td>
-            <td>{rule["severity"].as_str().unwrap_or("warning").to_string()}</td>
-            <td>{rule["origin"].as_str().unwrap_or_default().to_string()}</td>
-            <td>
-                <button on:click=toggle>{if enabled { "Disable" } else { "Enable" }}</button>
-                <button on:click={
-                    let pretty = pretty.clone();
-                    move |_| { text.set(pretty.clone()); editing.update(|e| *e = !*e); }
-                }>"Edit"</button>
-            </td>
-        </tr>
-        {move || editing.get().then(|| view! {
-            <tr><td colspan="7">
-                <form on:submit=save.clone()>
-                    <textarea rows="12" class="code" aria-label="Rule definition (JSON)"
-                        prop:value=move || text.get() on:input=move |e| text.set(event_target_value(&e))></textarea>
-                    <button type="submit">"Save rule"</button>
-                </form>
-            </td></tr>
-        })}
-    }
-}
+const NEW_RULE: &str = r#"{
+  "name": "campaign-unsubscribes",
+  "metric": "unsubscribe_rate",
+  "scope": "each:campaign",
+  "window": "1h",
+  "above": 0.01,
+  "for": "5m",
+  "min_sent": 1000,
+  "severity": "warning"
+}"#;
 
 #[component]
 fn NewRule(data: Data, message: RwSignal<Option<String>>) -> impl IntoView {
-    let template = serde_json::to_string_pretty(&json!({
-        "name": "campaign-unsubscribes",
-        "metric": "unsubscribe_rate",
-        "scope": "each:campaign",
-        "window": "1h",
-        "above": 0.01,
-        "for": "5m",
-        "min_sent": 1000,
-        "severity": "warning"
-    }))
-    .unwrap_or_default();
-    let text = RwSignal::new(template);
+    let text = RwSignal::new(NEW_RULE.to_string());
     view! {
         <details>
             <summary>"Add a rule"</summary>
             <form on:submit=move |ev| {
                 ev.prevent_default();
-                match serde_json::from_str::<Value>(&text.get_untracked()) {
-                    Ok(v) => {
-                        let name = v["name"].as_str().unwrap_or_default().to_string();
-                        act(data, message, "PUT", format!("/api/v1/alert-rules/{name}"), v);
-                    }
-                    Err(e) => message.set(Some(format!("not valid JSON: {e}"))),
+                let text = text.get_untracked();
+                match serde_json::from_str::<Named>(&text) {
+                    Ok(r) => act(data, message, "PUT", rule_url(&r.name), text),
+                    Err(e) => message.set(Some(format!("not a rule with a name: {e}"))),
                 }
             }>
                 <textarea rows="11" class="code" aria-label="New rule (JSON)"
-                    prop:value=move || text.get() on:input=move |e| text.set(event_target_value(&e))></textarea>
+                    prop:value=value_of(text) on:input=set_from(text)></textarea>
                 <button type="submit">"Add rule"</button>
             </form>
         </details>
@@ -394,7 +539,7 @@ pub fn TokenSettings() -> impl IntoView {
                 fetch::store_token(&token.get_untracked());
                 saved.set(true);
             }>
-                <input type="password" aria-label="API token" placeholder="token" on:input=move |e| token.set(event_target_value(&e))/>
+                <input type="password" aria-label="API token" placeholder="token" on:input=set_from(token)/>
                 <button type="submit">"Save"</button>
                 {move || saved.get().then(|| view! { <span class="muted">"saved"</span> })}
             </form>

@@ -5,15 +5,21 @@
 
 use super::data;
 use super::overview::{chart_lines, use_range, RangePicker};
-use super::resource::{resource, PageResource};
+use super::resource::resource;
 use super::{live_state, not_found_status, Problem};
 use crate::components::chart::{Chart, Unit};
 use crate::components::erase::EraseView;
-use crate::components::{class_badge, format, Tile};
+use crate::components::markup::{dur_or_dash, urlencode, Markup};
+use crate::components::{class_badge, format};
 use crate::live::use_live;
-use crate::protocol::{MailingClass, MailingState, RawEvent, Topic, TopicState, Window};
+use crate::protocol::{
+    MailingClass, MailingDispatch, MailingState, RawEvent, Topic, TopicState, Window,
+};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
+
+/// How many of the newest raw events the page lists.
+const LATEST: usize = 25;
 
 fn mailing_of(s: &TopicState) -> MailingState {
     match s {
@@ -32,9 +38,8 @@ pub fn Mailing() -> impl IntoView {
     Effect::new(move |_| live.follow(Topic::Mailing(id.get())));
     let initial = resource(
         move || id.get(),
-        |id| super::get_view(format!("mailing:{id}")),
+        |id| super::get_view(format!("mailing:{id}"), LATEST),
     );
-    let events = resource(move || id.get(), |id| super::get_events(id, 25));
     view! {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -42,7 +47,7 @@ pub fn Mailing() -> impl IntoView {
                 match initial.await {
                     Ok(Some(first)) => {
                         let state = live_state(Topic::Mailing(mailing.clone()), first.state);
-                        view! { <MailingBody id=mailing state events/> }.erase()
+                        view! { <MailingBody id=mailing state events=first.events/> }.erase()
                     }
                     Ok(None) => {
                         not_found_status();
@@ -60,14 +65,50 @@ pub fn Mailing() -> impl IntoView {
 }
 
 #[component]
-fn MailingBody(
-    id: String,
-    state: Signal<TopicState>,
-    events: PageResource<Result<Vec<RawEvent>, ServerFnError>>,
-) -> impl IntoView {
+fn MailingBody(id: String, state: Signal<TopicState>, events: Vec<RawEvent>) -> impl IntoView {
     let m = Memo::new(move |_| mailing_of(&state.get()));
-    let t = move || m.with(|m| m.row.totals);
-    let rates = move || t().rates();
+    let tiles = move || {
+        let (t, per_min) = m.with(|m| (m.row.totals, m.row.sent_per_min));
+        let r = t.rates();
+        let mut h = Markup::new();
+        h.tile("Sent", "m-sent", &format::count(t.sent), "", None)
+            .tile(
+                "Open rate",
+                "m-open",
+                &format::pct(r.open),
+                &format!("{} unique openers", format::count(t.unique_opens)),
+                None,
+            )
+            .tile(
+                "Click rate",
+                "m-click",
+                &format::pct(r.click),
+                &format!("{} unique clickers", format::count(t.unique_clicks)),
+                None,
+            )
+            .tile(
+                "Hard bounces",
+                "m-hard",
+                &format::pct(r.hard_bounce),
+                &format::count(t.hard_bounces),
+                None,
+            )
+            .tile(
+                "Soft bounces",
+                "m-soft",
+                &format::pct(r.soft_bounce),
+                &format::count(t.soft_bounces),
+                None,
+            )
+            .tile(
+                "Sends / min",
+                "m-rate",
+                &format::per_min(per_min),
+                "last 5 min",
+                None,
+            );
+        h.take()
+    };
     let range = use_range();
     let scope = Signal::derive({
         let id = id.clone();
@@ -83,16 +124,30 @@ fn MailingBody(
     let rate_lines = chart_lines(scope, range, data::RATE_HISTORY, move |span| {
         m.with(|m| data::rates(&m.series, span, m.now))
     });
+    let events = RwSignal::new(events);
+    let events_problem = RwSignal::new(None::<String>);
     // New events arrive: refresh the raw list, at most every 5 s.
     #[cfg(feature = "hydrate")]
     {
         let last = StoredValue::new(0.0f64);
+        let id = id.clone();
         Effect::new(move |prev: Option<u64>| {
             let sent = m.with(|m| m.row.totals.to_array().iter().sum::<u64>());
             let now = js_sys::Date::now();
             if prev.is_some_and(|p| p != sent) && now - last.get_value() > 5_000.0 {
                 last.set_value(now);
-                events.refetch();
+                let id = id.clone();
+                leptos::task::spawn_local(async move {
+                    match super::get_events(id, LATEST).await {
+                        Ok(list) => {
+                            events.set(list);
+                            events_problem.set(None);
+                        }
+                        Err(e) => {
+                            events_problem.set(Some(format!("Could not refresh the events: {e}")))
+                        }
+                    }
+                });
             }
             sent
         });
@@ -125,19 +180,7 @@ fn MailingBody(
             " · " <a href=csv data-testid="csv-export" download>"Export all events as CSV"</a>
             " · " <ClassSwitch id=id.clone() class=Signal::derive(move || m.with(|m| m.row.class))/>
         </p>
-        <section class="tiles" aria-label="Totals">
-            <Tile label="Sent" id="m-sent" value=Signal::derive(move || format::count(t().sent))/>
-            <Tile label="Open rate" id="m-open" value=Signal::derive(move || format::pct(rates().open))
-                note=Signal::derive(move || format!("{} unique openers", format::count(t().unique_opens)))/>
-            <Tile label="Click rate" id="m-click" value=Signal::derive(move || format::pct(rates().click))
-                note=Signal::derive(move || format!("{} unique clickers", format::count(t().unique_clicks)))/>
-            <Tile label="Hard bounces" id="m-hard" value=Signal::derive(move || format::pct(rates().hard_bounce))
-                note=Signal::derive(move || format::count(t().hard_bounces))/>
-            <Tile label="Soft bounces" id="m-soft" value=Signal::derive(move || format::pct(rates().soft_bounce))
-                note=Signal::derive(move || format::count(t().soft_bounces))/>
-            <Tile label="Sends / min" id="m-rate" value=Signal::derive(move || format::per_min(m.with(|m| m.row.sent_per_min)))
-                note=Signal::derive(|| "last 5 min".to_string())/>
-        </section>
+        <section class="tiles" aria-label="Totals" inner_html=tiles></section>
         <div class="columns">
             <Funnel m/>
             <Bounces m/>
@@ -149,27 +192,16 @@ fn MailingBody(
         <DelayHistogram m/>
         <section class="panel" aria-labelledby="raw-h">
             <h2 id="raw-h">"Latest events"</h2>
-            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match events.await {
-                        Ok(list) => view! { <EventTable list/> }.erase(),
-                        Err(e) => view! { <Problem message=format!("Could not load events: {e}")/> }.erase(),
-                    }
-                })}
-            </Suspense>
+            {move || events_problem.get().map(|message| view! { <Problem message/> })}
+            <table class="list wide" data-testid="raw-events">
+                <thead><tr>
+                    <th scope="col">"Event time"</th><th scope="col">"Type"</th><th scope="col">"Recipient"</th>
+                    <th scope="col">"Address"</th><th scope="col">"Details"</th><th scope="col">"Lag"</th>
+                </tr></thead>
+                <tbody inner_html=move || events.with(|list| events_markup(list))></tbody>
+            </table>
         </section>
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Marks the mailing transactional or campaign (`PUT /api/v1/mailings/{id}`).
@@ -184,9 +216,9 @@ fn ClassSwitch(id: String, class: Signal<MailingClass>) -> impl IntoView {
         let target = to();
         let url = format!("/api/v1/mailings/{}", urlencode(&id));
         leptos::task::spawn_local(async move {
-            let r =
-                crate::fetch::send("PUT", &url, serde_json::json!({ "class": target.as_str() }))
-                    .await;
+            // The class is one of two fixed words: no escaping needed.
+            let body = format!(r#"{{"class":"{}"}}"#, target.as_str());
+            let r = crate::fetch::send("PUT", &url, body).await;
             message.set(r.err());
         });
     };
@@ -198,179 +230,186 @@ fn ClassSwitch(id: String, class: Signal<MailingClass>) -> impl IntoView {
 
 #[component]
 fn Funnel(m: Memo<MailingState>) -> impl IntoView {
-    let bar = move |label: &'static str,
-                    id: &'static str,
-                    n: Box<dyn Fn() -> u64 + Send + Sync>| {
-        let n = std::sync::Arc::new(n);
-        let (n2, n3, n4) = (n.clone(), n.clone(), n.clone());
-        let sent = move || m.with(|m| m.row.totals.sent);
-        let width = move || {
-            let s = sent();
-            if s == 0 {
-                0.0
-            } else {
-                (n2() as f64 / s as f64 * 100.0).min(100.0)
-            }
-        };
-        view! {
-            <div class="funnel-row">
-                <span class="funnel-label">{label}</span>
-                <span class="funnel-bar"><span style=move || format!("width:{:.1}%", width())></span></span>
-                <span class="num" data-testid=id>{move || format::count(n3())}</span>
-                <span class="num muted">{move || {
-                    let s = sent();
-                    if s == 0 { "—".to_string() } else { format::pct(Some(n4() as f64 / s as f64)) }
-                }}</span>
-            </div>
+    let bars = move || {
+        let t = m.with(|m| m.row.totals);
+        let mut h = Markup::new();
+        for (label, id, n) in [
+            ("Sent", "funnel-sent", t.sent),
+            (
+                "Not bounced",
+                "funnel-delivered",
+                t.sent.saturating_sub(t.bounces),
+            ),
+            ("Opened (unique)", "funnel-opened", t.unique_opens),
+            ("Clicked (unique)", "funnel-clicked", t.unique_clicks),
+            ("Unsubscribed", "funnel-unsubscribed", t.unsubscribes),
+            ("Complained", "funnel-complained", t.complaints),
+        ] {
+            let share = (t.sent > 0).then(|| n as f64 / t.sent as f64);
+            h.bar(
+                label,
+                share.unwrap_or(0.0) * 100.0,
+                &format::count(n),
+                Some(id),
+                Some(&share.map_or_else(|| "—".into(), |s| format::pct(Some(s)))),
+            );
         }
+        h.take()
     };
-    let t = move || m.with(|m| m.row.totals);
     view! {
         <section class="panel" aria-labelledby="funnel-h">
             <h2 id="funnel-h">"Funnel"</h2>
-            {bar("Sent", "funnel-sent", Box::new(move || t().sent))}
-            {bar("Not bounced", "funnel-delivered", Box::new(move || t().sent.saturating_sub(t().bounces)))}
-            {bar("Opened (unique)", "funnel-opened", Box::new(move || t().unique_opens))}
-            {bar("Clicked (unique)", "funnel-clicked", Box::new(move || t().unique_clicks))}
-            {bar("Unsubscribed", "funnel-unsubscribed", Box::new(move || t().unsubscribes))}
-            {bar("Complained", "funnel-complained", Box::new(move || t().complaints))}
+            <div inner_html=bars></div>
         </section>
     }
 }
 
 #[component]
 fn Bounces(m: Memo<MailingState>) -> impl IntoView {
-    let b = move || m.with(|m| m.bounces.clone());
+    let b = Memo::new(move |_| m.with(|m| m.bounces.clone()));
+    let categories = move || {
+        b.with(|b| {
+            let mut h = Markup::new();
+            for (name, n) in [("hard", b.hard), ("soft", b.soft), ("unknown", b.unknown)] {
+                let id = format!("bounce-{name}");
+                h.open("tr", &[])
+                    .th(name)
+                    .el(
+                        "td",
+                        &[("class", "num"), ("data-testid", &id)],
+                        &format::count(n),
+                    )
+                    .close("tr");
+            }
+            h.take()
+        })
+    };
     let reasons = move || {
-        b().by_reason
-            .into_iter()
-            .map(|(r, n)| view! { <tr><th scope="row">{r}</th><td class="num">{format::count(n)}</td></tr> })
-            .collect_view()
+        b.with(|b| {
+            let mut h = Markup::new();
+            for (r, n) in &b.by_reason {
+                h.open("tr", &[]).th(r).num(&format::count(*n)).close("tr");
+            }
+            h.take()
+        })
     };
     let domains = move || {
-        b().by_domain
-            .into_iter()
-            .map(|d| {
+        b.with(|b| {
+            let mut h = Markup::new();
+            for d in &b.by_domain {
                 let id = format!("bounce-domain-{}", d.domain);
-                view! {
-                    <tr>
-                        <th scope="row">{d.domain.clone()}</th>
-                        <td class="num" data-testid=id>{format::count(d.hard)}</td>
-                        <td class="num">{format::count(d.soft)}</td>
-                        <td class="num">{format::count(d.unknown)}</td>
-                    </tr>
-                }
-            })
-            .collect_view()
+                h.open("tr", &[])
+                    .th(&d.domain)
+                    .el(
+                        "td",
+                        &[("class", "num"), ("data-testid", &id)],
+                        &format::count(d.hard),
+                    )
+                    .num(&format::count(d.soft))
+                    .num(&format::count(d.unknown))
+                    .close("tr");
+            }
+            h.take()
+        })
     };
     view! {
         <section class="panel" aria-labelledby="bounces-h">
             <h2 id="bounces-h">"Bounces"</h2>
             <table class="list">
                 <thead><tr><th scope="col">"Category"</th><th scope="col">"Count"</th></tr></thead>
-                <tbody>
-                    <tr><th scope="row">"hard"</th><td class="num" data-testid="bounce-hard">{move || format::count(b().hard)}</td></tr>
-                    <tr><th scope="row">"soft"</th><td class="num" data-testid="bounce-soft">{move || format::count(b().soft)}</td></tr>
-                    <tr><th scope="row">"unknown"</th><td class="num" data-testid="bounce-unknown">{move || format::count(b().unknown)}</td></tr>
-                </tbody>
+                <tbody inner_html=categories></tbody>
             </table>
             <h3>"By reason"</h3>
-            <table class="list"><tbody>{reasons}</tbody></table>
+            <table class="list"><tbody inner_html=reasons></tbody></table>
             <h3>"By receiving domain"</h3>
             <table class="list">
                 <thead><tr><th scope="col">"Domain"</th><th scope="col">"Hard"</th><th scope="col">"Soft"</th><th scope="col">"Unknown"</th></tr></thead>
-                <tbody>{domains}</tbody>
+                <tbody inner_html=domains></tbody>
             </table>
         </section>
     }
 }
 
+/// The dispatch delay of a transactional mailing: percentiles per window
+/// and the histogram of the last 24 hours. Nothing for a campaign.
+fn delay_markup(d: &MailingDispatch) -> String {
+    let mut h = Markup::new();
+    let queued = format!(
+        "{} queued, oldest {}",
+        format::count(d.health.queue_depth),
+        dur_or_dash(d.health.oldest_queued_ms)
+    );
+    h.el("h2", &[("id", "delay-h")], "Dispatch delay")
+        .el("p", &[("class", "muted")], &queued)
+        .open("table", &[("class", "list")])
+        .thead(&["Window", "p50", "p95", "p99"])
+        .open("tbody", &[]);
+    for w in [Window::M5, Window::H1, Window::H24] {
+        let p = d.delay.get(&w).copied();
+        h.open("tr", &[])
+            .th(w.label())
+            .num(&dur_or_dash(p.map(|p| p.p50 as i64)))
+            .num(&dur_or_dash(p.map(|p| p.p95 as i64)))
+            .num(&dur_or_dash(p.map(|p| p.p99 as i64)))
+            .close("tr");
+    }
+    h.close("tbody")
+        .close("table")
+        .el("h3", &[], "Sent in the last 24 hours, by delay");
+    let max = d.bins.iter().copied().max().unwrap_or(0).max(1);
+    let last = *d.bin_bounds_ms.last().unwrap_or(&0) as i64;
+    let labels = d
+        .bin_bounds_ms
+        .iter()
+        .map(|b| format!("≤ {}", format::dur_ms(*b as i64)))
+        .chain(std::iter::once(format!("> {}", format::dur_ms(last))));
+    for (n, l) in d.bins.iter().zip(labels) {
+        h.bar(
+            &l,
+            *n as f64 * 100.0 / max as f64,
+            &format::count(*n),
+            None,
+            None,
+        );
+    }
+    h.take()
+}
+
 #[component]
 fn DelayHistogram(m: Memo<MailingState>) -> impl IntoView {
+    let dispatch = Memo::new(move |_| m.with(|m| m.dispatch.clone()));
     move || {
-        m.with(|m| m.dispatch.clone()).map(|d| {
-            let max = d.bins.iter().copied().max().unwrap_or(0).max(1);
-            let labels: Vec<String> = d
-                .bin_bounds_ms
-                .iter()
-                .map(|b| format!("≤ {}", format::dur_ms(*b as i64)))
-                .chain(std::iter::once(format!(
-                    "> {}",
-                    format::dur_ms(*d.bin_bounds_ms.last().unwrap_or(&0) as i64)
-                )))
-                .collect();
-            let bars = d
-                .bins
-                .iter()
-                .zip(labels)
-                .map(|(n, l)| {
-                    view! {
-                        <div class="funnel-row">
-                            <span class="funnel-label">{l}</span>
-                            <span class="funnel-bar"><span style=format!("width:{:.1}%", *n as f64 * 100.0 / max as f64)></span></span>
-                            <span class="num">{format::count(*n)}</span>
-                        </div>
-                    }
-                })
-                .collect_view();
-            let per_window = [Window::M5, Window::H1, Window::H24]
-                .into_iter()
-                .map(|w| {
-                    let p = d.delay.get(&w).copied();
-                    view! {
-                        <tr>
-                            <th scope="row">{w.label()}</th>
-                            <td class="num">{p.map_or("—".into(), |p| format::dur_ms(p.p50 as i64))}</td>
-                            <td class="num">{p.map_or("—".into(), |p| format::dur_ms(p.p95 as i64))}</td>
-                            <td class="num">{p.map_or("—".into(), |p| format::dur_ms(p.p99 as i64))}</td>
-                        </tr>
-                    }
-                })
-                .collect_view();
-            view! {
-                <section class="panel" aria-labelledby="delay-h">
-                    <h2 id="delay-h">"Dispatch delay"</h2>
-                    <p class="muted">{format!(
-                        "{} queued, oldest {}",
-                        format::count(d.health.queue_depth),
-                        d.health.oldest_queued_ms.map_or("—".into(), format::dur_ms)
-                    )}</p>
-                    <table class="list">
-                        <thead><tr><th scope="col">"Window"</th><th scope="col">"p50"</th><th scope="col">"p95"</th><th scope="col">"p99"</th></tr></thead>
-                        <tbody>{per_window}</tbody>
-                    </table>
-                    <h3>"Sent in the last 24 hours, by delay"</h3>
-                    {bars}
-                </section>
-            }
+        dispatch.with(|d| {
+            d.as_ref().map(|d| {
+                let inner = delay_markup(d);
+                view! { <section class="panel" aria-labelledby="delay-h" inner_html=inner></section> }
+            })
         })
     }
 }
 
-#[component]
-fn EventTable(list: Vec<RawEvent>) -> impl IntoView {
-    let rows = list
-        .into_iter()
-        .map(|e| {
-            view! {
-                <tr>
-                    <td>{format::clock(e.event_time)}</td>
-                    <td>{e.event_type}</td>
-                    <td>{e.recipient.unwrap_or_default()}</td>
-                    <td>{e.address.unwrap_or_default()}</td>
-                    <td>{[e.bounce, e.reason, e.link].into_iter().flatten().collect::<Vec<_>>().join(" · ")}</td>
-                    <td class="muted">{format::dur_ms(e.received_at - e.event_time)}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    view! {
-        <table class="list wide" data-testid="raw-events">
-            <thead><tr>
-                <th scope="col">"Event time"</th><th scope="col">"Type"</th><th scope="col">"Recipient"</th>
-                <th scope="col">"Address"</th><th scope="col">"Details"</th><th scope="col">"Lag"</th>
-            </tr></thead>
-            <tbody>{rows}</tbody>
-        </table>
+/// The latest raw events as table rows.
+fn events_markup(list: &[RawEvent]) -> String {
+    let mut h = Markup::new();
+    for e in list {
+        let details = [&e.bounce, &e.reason, &e.link]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" · ");
+        h.open("tr", &[])
+            .td(&format::clock(e.event_time))
+            .td(&e.event_type)
+            .td(e.recipient.as_deref().unwrap_or_default())
+            .td(e.address.as_deref().unwrap_or_default())
+            .td(&details)
+            .el(
+                "td",
+                &[("class", "muted")],
+                &format::dur_ms(e.received_at - e.event_time),
+            )
+            .close("tr");
     }
+    h.take()
 }

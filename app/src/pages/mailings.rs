@@ -1,8 +1,11 @@
 //! Every mailing (`/mailings`) with live stats: sortable, filterable by
 //! class, searchable by id or name. All in the browser from the live topic.
 
+use super::overview::mailing_row;
 use super::topic_page;
-use crate::components::{class_badge, format, Sparkline};
+use crate::components::erase::EraseView;
+use crate::components::markup::Markup;
+use crate::components::{format, set_from, value_of};
 use crate::protocol::{MailingClass, MailingRow, MailingsState, Topic, TopicState};
 use leptos::prelude::*;
 
@@ -27,7 +30,7 @@ enum Sort {
 pub fn Mailings() -> impl IntoView {
     view! {
         <h1>"Mailings"</h1>
-        {topic_page(Topic::Mailings, "the mailings", |state| view! { <MailingsTable state/> })}
+        {topic_page(Topic::Mailings, "the mailings", |state| view! { <MailingsTable state/> }.erase())}
     }
 }
 
@@ -110,39 +113,31 @@ fn MailingsTable(state: Signal<TopicState>) -> impl IntoView {
         }
     };
     let rows = move || {
-        shown
-            .get()
-            .into_iter()
-            .map(|m| {
+        shown.with(|shown| {
+            let mut h = Markup::new();
+            for m in shown {
                 let r = m.totals.rates();
-                let spark = m.sparkline.clone();
-                view! {
-                    <tr data-testid=format!("mailing-row-{}", m.id)>
-                        <th scope="row"><a href=format!("/mailings/{}", m.id)>{m.name.clone().unwrap_or_else(|| m.id.clone())}</a>
-                            {m.name.is_some().then(|| view! { <span class="muted">{format!(" #{}", m.id)}</span> })}</th>
-                        <td>{class_badge(m.class)}</td>
-                        <td class="spark-cell"><Sparkline values=Signal::derive(move || spark.clone())/></td>
-                        <td class="num">{format::count(m.totals.sent)}</td>
-                        <td class="num">{format::pct(r.open)}</td>
-                        <td class="num">{format::pct(r.click)}</td>
-                        <td class="num">{format::pct(r.bounce)}</td>
-                        <td class="num">{format::count(m.totals.unsubscribes)}</td>
-                        <td class="num">{format::count(m.totals.complaints)}</td>
-                        <td>{format::date_time(m.last_event_at)}</td>
-                    </tr>
-                }
-            })
-            .collect_view()
+                mailing_row(&mut h, m, true);
+                h.num(&format::pct(r.open))
+                    .num(&format::pct(r.click))
+                    .num(&format::pct(r.bounce))
+                    .num(&format::count(m.totals.unsubscribes))
+                    .num(&format::count(m.totals.complaints))
+                    .td(&format::date_time(m.last_event_at))
+                    .close("tr");
+            }
+            h.take()
+        })
     };
     view! {
         <div class="filters" role="search">
             <label>"Search "
                 <input type="search" placeholder="id or name" aria-label="Search mailings by id or name"
-                    prop:value=move || query.get()
-                    on:input=move |ev| query.set(event_target_value(&ev))/>
+                    prop:value=value_of(query)
+                    on:input=set_from(query)/>
             </label>
             <label>"Class "
-                <select aria-label="Filter by class" on:change=move |ev| class.set(event_target_value(&ev))>
+                <select aria-label="Filter by class" on:change=set_from(class)>
                     <option value="all">"all"</option>
                     <option value="transactional">"transactional"</option>
                     <option value="campaign">"campaign"</option>
@@ -163,7 +158,7 @@ fn MailingsTable(state: Signal<TopicState>) -> impl IntoView {
                 <th scope="col">"Compl."</th>
                 {header("Last event", Sort::Recent)}
             </tr></thead>
-            <tbody>{rows}</tbody>
+            <tbody inner_html=rows></tbody>
         </table>
     }
 }

@@ -58,6 +58,10 @@ pub mod source {
 pub struct ViewSnapshot {
     pub seq: u64,
     pub state: TopicState,
+    /// For a mailing: its newest raw events (addresses masked), so that the
+    /// page renders them with its first paint from the same request.
+    #[serde(default)]
+    pub events: Vec<RawEvent>,
 }
 
 #[cfg(feature = "ssr")]
@@ -65,16 +69,24 @@ fn views() -> Result<source::Views, ServerFnError> {
     use_context::<source::Views>().ok_or_else(|| ServerFnError::new("live state is not available"))
 }
 
-/// A topic's current state, read from the server's live engine; `None` for
-/// a mailing with no known event.
+/// A topic's current state, read from the server's live engine, with the
+/// newest `events` raw events of a mailing topic; `None` for a mailing
+/// with no known event.
 #[server(prefix = "/_mp", endpoint = "view")]
-pub async fn get_view(topic: String) -> Result<Option<ViewSnapshot>, ServerFnError> {
+pub async fn get_view(topic: String, events: usize) -> Result<Option<ViewSnapshot>, ServerFnError> {
     let topic: Topic = topic.parse().map_err(ServerFnError::new)?;
-    Ok(views()?
-        .0
-        .view(topic)
-        .await
-        .map(|(seq, state)| ViewSnapshot { seq, state }))
+    let views = views()?.0;
+    let Some((seq, state)) = views.view(topic.clone()).await else {
+        return Ok(None);
+    };
+    let events = match topic {
+        Topic::Mailing(id) if events > 0 => views
+            .latest_events(id, events.min(200))
+            .await
+            .map_err(ServerFnError::new)?,
+        _ => vec![],
+    };
+    Ok(Some(ViewSnapshot { seq, state, events }))
 }
 
 /// The newest events of a mailing (addresses masked).
@@ -96,11 +108,13 @@ pub fn live_state(topic: Topic, first: TopicState) -> Signal<TopicState> {
 
 /// A page that shows one topic: its state is loaded on the server (so the
 /// first paint has the numbers), then followed live; `body` renders it.
-/// `what` names the data in the error message.
-pub fn topic_page<V: IntoView + 'static>(
+/// `what` names the data in the error message. `body` is a plain function
+/// returning an erased view so that this function, its resource and its
+/// `Suspense` are compiled once for all pages, not once per page.
+pub fn topic_page(
     topic: Topic,
     what: &'static str,
-    body: impl Fn(Signal<TopicState>) -> V + Clone + Send + Sync + 'static,
+    body: fn(Signal<TopicState>) -> AnyView,
 ) -> impl IntoView {
     use_live().follow(topic.clone());
     let initial = resource(
@@ -108,15 +122,15 @@ pub fn topic_page<V: IntoView + 'static>(
             let topic = topic.clone();
             move || topic.to_string()
         },
-        get_view,
+        |topic| get_view(topic, 0),
     );
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || {
-                let (topic, body) = (topic.clone(), body.clone());
+                let topic = topic.clone();
                 Suspend::new(async move {
                     match initial.await {
-                        Ok(Some(first)) => body(live_state(topic, first.state)).erase(),
+                        Ok(Some(first)) => body(live_state(topic, first.state)),
                         Ok(None) => view! { <Problem message="No data yet."/> }.erase(),
                         Err(e) => view! { <Problem message=format!("Could not load {what}: {e}")/> }
                             .erase(),

@@ -4,9 +4,12 @@
 use super::data::{self, Range};
 use super::topic_page;
 use crate::components::chart::{Chart, Line, Unit};
-use crate::components::{class_badge, format, Sparkline, Tile};
+use crate::components::erase::EraseView;
+use crate::components::format;
+use crate::components::markup::{dur_or_dash, health_parts, Markup};
 use crate::protocol::{
-    AlertState, EventType, Health, OverviewState, Topic, TopicState, TransactionalHealth, Window,
+    AlertState, EventType, MailingRow, OverviewState, Topic, TopicState, TransactionalHealth,
+    Window,
 };
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -101,11 +104,9 @@ pub fn chart_lines(
 
 #[component]
 pub fn Overview() -> impl IntoView {
-    topic_page(
-        Topic::Overview,
-        "the overview",
-        |state| view! { <OverviewBody state/> },
-    )
+    topic_page(Topic::Overview, "the overview", |state| {
+        view! { <OverviewBody state/> }.erase()
+    })
 }
 
 #[component]
@@ -118,14 +119,101 @@ fn OverviewBody(state: Signal<TopicState>) -> impl IntoView {
         _ => Window::H24,
     });
     let stats = move || o.with(|o| o.summary.overall.window(window.get()));
-    let rates = move || stats().counters.rates();
-    let win_label = move || format!("last {}", window.get().label());
     let tx = Memo::new(move |_| o.with(|o| o.transactional.clone()));
     let lag = move || o.with(|o| o.summary.overall.window(Window::M5).lag);
 
-    let sends_value = Signal::derive(move || {
-        format::per_min(stats().counters.sent as f64 * 60.0 / window.get().secs() as f64)
-    });
+    let tiles = move || {
+        let s = stats();
+        let (c, r) = (s.counters, s.counters.rates());
+        let win = format!("last {}", window.get().label());
+        let of_sent = |n| format!("{} of {}", format::count(n), format::count(c.sent));
+        let tx = tx.get();
+        let oldest = tx.oldest_queued_ms.map_or("nothing waiting".into(), |a| {
+            format!("oldest {}", format::dur_ms(a))
+        });
+        let arriving = o.with(|o| format!("{:.1} events/s arriving", o.feed.events_per_sec));
+        let sends = c.sent as f64 * 60.0 / window.get().secs() as f64;
+        let mut h = Markup::new();
+        h.tile(
+            "Sends / min",
+            "tile-sends",
+            &format::per_min(sends),
+            &win,
+            None,
+        )
+        .tile(
+            "Hard bounces",
+            "tile-hard-bounce",
+            &format::pct(r.hard_bounce),
+            &of_sent(c.hard_bounces),
+            None,
+        )
+        .tile(
+            "Soft bounces",
+            "tile-soft-bounce",
+            &format::pct(r.soft_bounce),
+            &of_sent(c.soft_bounces),
+            None,
+        )
+        .tile(
+            "Open rate",
+            "tile-open-rate",
+            &format::pct(r.open),
+            &format!(
+                "{} unique · {} opens",
+                format::count(c.unique_opens),
+                format::count(c.opens)
+            ),
+            None,
+        )
+        .tile(
+            "Click rate",
+            "tile-click-rate",
+            &format::pct(r.click),
+            &format!(
+                "{} unique · {} clicks",
+                format::count(c.unique_clicks),
+                format::count(c.clicks)
+            ),
+            None,
+        )
+        .tile(
+            "Unsubscribes",
+            "tile-unsubscribe",
+            &format::pct(r.unsubscribe),
+            &format!("{} · {win}", format::count(c.unsubscribes)),
+            None,
+        )
+        .tile(
+            "Complaints",
+            "tile-complaint",
+            &format::pct(r.complaint),
+            &format!("{} · {win}", format::count(c.complaints)),
+            None,
+        )
+        .tile(
+            "Dispatch delay p95",
+            "tile-delay",
+            &dur_or_dash(tx.delay.map(|d| d.p95 as i64)),
+            "transactional, last 5 min",
+            Some(tx.status),
+        )
+        .tile(
+            "Queue depth",
+            "tile-queue",
+            &format::count(tx.queue_depth),
+            &oldest,
+            Some(tx.status),
+        )
+        .tile(
+            "Webhook lag p95",
+            "tile-lag",
+            &dur_or_dash(lag().map(|l| l.p95 as i64)),
+            &arriving,
+            None,
+        );
+        h.take()
+    };
     let span = Signal::derive(move || {
         let now = o.with(|o| o.now);
         (now - range.get().ms().min(3_600_000), now)
@@ -157,38 +245,7 @@ fn OverviewBody(state: Signal<TopicState>) -> impl IntoView {
             <h1>"Overview"</h1>
             <RangePicker range/>
         </div>
-        <section class="tiles" aria-label="Key figures">
-            <Tile label="Sends / min" id="tile-sends" value=sends_value note=Signal::derive(win_label)/>
-            <Tile label="Hard bounces" id="tile-hard-bounce"
-                value=Signal::derive(move || format::pct(rates().hard_bounce))
-                note=Signal::derive(move || format!("{} of {}", format::count(stats().counters.hard_bounces), format::count(stats().counters.sent)))/>
-            <Tile label="Soft bounces" id="tile-soft-bounce"
-                value=Signal::derive(move || format::pct(rates().soft_bounce))
-                note=Signal::derive(move || format!("{} of {}", format::count(stats().counters.soft_bounces), format::count(stats().counters.sent)))/>
-            <Tile label="Open rate" id="tile-open-rate"
-                value=Signal::derive(move || format::pct(rates().open))
-                note=Signal::derive(move || format!("{} unique · {} opens", format::count(stats().counters.unique_opens), format::count(stats().counters.opens)))/>
-            <Tile label="Click rate" id="tile-click-rate"
-                value=Signal::derive(move || format::pct(rates().click))
-                note=Signal::derive(move || format!("{} unique · {} clicks", format::count(stats().counters.unique_clicks), format::count(stats().counters.clicks)))/>
-            <Tile label="Unsubscribes" id="tile-unsubscribe"
-                value=Signal::derive(move || format::pct(rates().unsubscribe))
-                note=Signal::derive(move || format!("{} · {}", format::count(stats().counters.unsubscribes), win_label()))/>
-            <Tile label="Complaints" id="tile-complaint"
-                value=Signal::derive(move || format::pct(rates().complaint))
-                note=Signal::derive(move || format!("{} · {}", format::count(stats().counters.complaints), win_label()))/>
-            <Tile label="Dispatch delay p95" id="tile-delay"
-                value=Signal::derive(move || tx.with(|t| t.delay.map_or("—".into(), |d| format::dur_ms(d.p95 as i64))))
-                note=Signal::derive(|| "transactional, last 5 min".to_string())
-                health=Signal::derive(move || tx.with(|t| t.status))/>
-            <Tile label="Queue depth" id="tile-queue"
-                value=Signal::derive(move || tx.with(|t| format::count(t.queue_depth)))
-                note=Signal::derive(move || tx.with(|t| t.oldest_queued_ms.map_or("nothing waiting".into(), |a| format!("oldest {}", format::dur_ms(a)))))
-                health=Signal::derive(move || tx.with(|t| t.status))/>
-            <Tile label="Webhook lag p95" id="tile-lag"
-                value=Signal::derive(move || lag().map_or("—".into(), |l| format::dur_ms(l.p95 as i64)))
-                note=Signal::derive(move || o.with(|o| format!("{:.1} events/s arriving", o.feed.events_per_sec)))/>
-        </section>
+        <section class="tiles" aria-label="Key figures" inner_html=tiles></section>
         <section class="charts" aria-label="Charts">
             <Chart title="Sends per minute" id="chart-sends" lines=sends_lines unit=Unit::PerMin span=chart_span/>
             <Chart title="Rates (rolling 5 min)" id="chart-rates" lines=rate_lines unit=Unit::Ratio span=chart_span/>
@@ -204,42 +261,35 @@ fn OverviewBody(state: Signal<TopicState>) -> impl IntoView {
     }
 }
 
-fn health_label(h: Health) -> (&'static str, &'static str) {
-    match h {
-        Health::Ok => ("ok", "OK"),
-        Health::Warning => ("warning", "WARNING"),
-        Health::Critical => ("critical", "CRITICAL"),
-    }
-}
-
 /// Transactional mail at a glance: the traffic light and each mailing.
 #[component]
 pub fn TxPanel(tx: Memo<TransactionalHealth>) -> impl IntoView {
     let rows = move || {
-        tx.get()
-            .mailings
-            .into_iter()
-            .map(|m| {
-                let (cls, text) = health_label(m.status);
-                view! {
-                    <tr>
-                        <th scope="row"><a href=format!("/mailings/{}", m.id)>{m.name.clone().unwrap_or_else(|| m.id.clone())}</a></th>
-                        <td><span class=format!("dot {cls}")></span>{text}</td>
-                        <td class="num">{format::per_min(m.sent_per_min)}</td>
-                        <td class="num">{format::count(m.queue_depth)}</td>
-                        <td class="num">{m.oldest_queued_ms.map_or("—".into(), format::dur_ms)}</td>
-                        <td class="num">{m.delay.map_or("—".into(), |d| format::dur_ms(d.p95 as i64))}</td>
-                    </tr>
-                }
-            })
-            .collect_view()
+        tx.with(|tx| {
+            let mut h = Markup::new();
+            for m in &tx.mailings {
+                h.open("tr", &[])
+                    .open("th", &[("scope", "row")])
+                    .mailing_link(&m.id, m.name.as_deref())
+                    .close("th")
+                    .open("td", &[])
+                    .health(m.status)
+                    .close("td")
+                    .num(&format::per_min(m.sent_per_min))
+                    .num(&format::count(m.queue_depth))
+                    .num(&dur_or_dash(m.oldest_queued_ms))
+                    .num(&dur_or_dash(m.delay.map(|d| d.p95 as i64)))
+                    .close("tr");
+            }
+            h.take()
+        })
     };
     view! {
         <section class="panel" aria-labelledby="tx-h">
             <h2 id="tx-h">
                 "Transactional mail "
-                <span class=move || format!("light {}", health_label(tx.get().status).0) data-testid="tx-status">
-                    {move || health_label(tx.get().status).1}
+                <span class=move || format!("light {}", health_parts(tx.get().status).0) data-testid="tx-status">
+                    {move || health_parts(tx.get().status).1}
                 </span>
             </h2>
             {move || tx.get().mailings.is_empty().then(|| view! { <p class="muted">"No transactional mailing yet. Mark mailings as transactional in the configuration or on their page."</p> })}
@@ -248,7 +298,7 @@ pub fn TxPanel(tx: Memo<TransactionalHealth>) -> impl IntoView {
                     <th scope="col">"Mailing"</th><th scope="col">"Status"</th><th scope="col">"Sends"</th>
                     <th scope="col">"Queued"</th><th scope="col">"Oldest"</th><th scope="col">"Delay p95"</th>
                 </tr></thead>
-                <tbody>{rows}</tbody>
+                <tbody inner_html=rows></tbody>
             </table>
             <p><a href="/transactional">"Stuck dispatches and details"</a></p>
         </section>
@@ -258,10 +308,9 @@ pub fn TxPanel(tx: Memo<TransactionalHealth>) -> impl IntoView {
 #[component]
 pub fn AlertList(alerts: Signal<Vec<crate::protocol::AlertView>>) -> impl IntoView {
     let items = move || {
-        alerts
-            .get()
-            .into_iter()
-            .map(|a| {
+        alerts.with(|alerts| {
+            let mut h = Markup::new();
+            for a in alerts {
                 let cls = match (a.state, a.severity) {
                     (AlertState::Firing, crate::protocol::Severity::Critical) => "alert critical",
                     (AlertState::Firing, _) => "alert warning",
@@ -272,51 +321,69 @@ pub fn AlertList(alerts: Signal<Vec<crate::protocol::AlertView>>) -> impl IntoVi
                     AlertState::Firing => "firing",
                     AlertState::Resolved => "resolved",
                 };
-                view! {
-                    <li class=cls>
-                        <span class="state">{state}</span>
-                        <span>{a.summary.clone()}</span>
-                        {a.muted.clone().map(|m| view! { <span class="muted">{m}</span> })}
-                        {a.acked.clone().map(|k| view! { <span class="muted">{format!("acknowledged by {}: {}", k.by, k.comment)}</span> })}
-                    </li>
+                h.open("li", &[("class", cls)])
+                    .el("span", &[("class", "state")], state)
+                    .el("span", &[], &a.summary);
+                if let Some(m) = &a.muted {
+                    h.el("span", &[("class", "muted")], m);
                 }
-            })
-            .collect_view()
+                if let Some(k) = &a.acked {
+                    let text = format!("acknowledged by {}: {}", k.by, k.comment);
+                    h.el("span", &[("class", "muted")], &text);
+                }
+                h.close("li");
+            }
+            h.take()
+        })
     };
     view! {
         <section class="panel" aria-labelledby="alerts-h">
             <h2 id="alerts-h">"Active alerts"</h2>
             {move || alerts.get().is_empty().then(|| view! { <p class="muted" data-testid="no-alerts">"None."</p> })}
-            <ul class="alerts">{items}</ul>
+            <ul class="alerts" inner_html=items></ul>
             <p><a href="/alerts">"All alerts, silences and rules"</a></p>
         </section>
     }
 }
 
+/// One row per mailing: name, class, sparkline, then the given cells. The
+/// overview's "active" table and the mailings list share it.
+pub fn mailing_row(h: &mut Markup, m: &MailingRow, testid: bool) {
+    let id = format!("mailing-row-{}", m.id);
+    let attrs: &[(&str, &str)] = if testid { &[("data-testid", &id)] } else { &[] };
+    h.open("tr", attrs)
+        .open("th", &[("scope", "row")])
+        .mailing_link(&m.id, m.name.as_deref());
+    if m.name.is_some() {
+        h.el("span", &[("class", "muted")], &format!(" #{}", m.id));
+    }
+    h.close("th")
+        .open("td", &[])
+        .class_badge(m.class)
+        .close("td")
+        .open("td", &[("class", "spark-cell")])
+        .sparkline(&m.sparkline)
+        .close("td")
+        .num(&format::count(m.totals.sent));
+}
+
 #[component]
 fn SendingNow(o: Memo<OverviewState>) -> impl IntoView {
     let rows = move || {
-        o.get()
-            .mailings
-            .into_iter()
-            .map(|m| {
+        o.with(|o| {
+            let mut h = Markup::new();
+            for m in &o.mailings {
                 let r = m.totals.rates();
-                let spark = m.sparkline.clone();
-                view! {
-                    <tr>
-                        <th scope="row"><a href=format!("/mailings/{}", m.id)>{m.name.clone().unwrap_or_else(|| m.id.clone())}</a></th>
-                        <td>{class_badge(m.class)}</td>
-                        <td class="spark-cell"><Sparkline values=Signal::derive(move || spark.clone())/></td>
-                        <td class="num">{format::count(m.totals.sent)}</td>
-                        <td class="num">{format::per_min(m.sent_per_min)}</td>
-                        <td class="num">{format::pct(r.open)}</td>
-                        <td class="num">{format::pct(r.click)}</td>
-                        <td class="num">{format::pct(r.bounce)}</td>
-                        <td>{if m.sending { "sending" } else { "" }}</td>
-                    </tr>
-                }
-            })
-            .collect_view()
+                mailing_row(&mut h, m, false);
+                h.num(&format::per_min(m.sent_per_min))
+                    .num(&format::pct(r.open))
+                    .num(&format::pct(r.click))
+                    .num(&format::pct(r.bounce))
+                    .td(if m.sending { "sending" } else { "" })
+                    .close("tr");
+            }
+            h.take()
+        })
     };
     view! {
         <section class="panel" aria-labelledby="sending-h">
@@ -327,7 +394,7 @@ fn SendingNow(o: Memo<OverviewState>) -> impl IntoView {
                     <th scope="col">"Sent"</th><th scope="col">"Now"</th><th scope="col">"Open"</th>
                     <th scope="col">"Click"</th><th scope="col">"Bounce"</th><th scope="col"><span class="sr-only">"State"</span></th>
                 </tr></thead>
-                <tbody>{rows}</tbody>
+                <tbody inner_html=rows></tbody>
             </table>
         </section>
     }
@@ -336,22 +403,24 @@ fn SendingNow(o: Memo<OverviewState>) -> impl IntoView {
 /// Every event type's total (including the rare ones).
 #[component]
 fn TypeTable(o: Memo<OverviewState>) -> impl IntoView {
-    let rows = EventType::ALL
-        .into_iter()
-        .map(|t| {
-            let value = move || format::count(o.with(|o| o.summary.overall.totals.of_type(t)));
-            view! {
-                <tr>
-                    <th scope="row">{t.as_str()}</th>
-                    <td class="num" data-testid=format!("count-{}", t.as_str())>{value}</td>
-                </tr>
+    let rows = move || {
+        o.with(|o| {
+            let mut h = Markup::new();
+            for t in EventType::ALL {
+                let id = format!("count-{}", t.as_str());
+                let n = format::count(o.summary.overall.totals.of_type(t));
+                h.open("tr", &[])
+                    .th(t.as_str())
+                    .el("td", &[("class", "num"), ("data-testid", &id)], &n)
+                    .close("tr");
             }
+            h.take()
         })
-        .collect_view();
+    };
     view! {
         <section class="panel" aria-labelledby="types-h">
             <h2 id="types-h">"Events by type, in total"</h2>
-            <table class="counts"><tbody>{rows}</tbody></table>
+            <table class="counts"><tbody inner_html=rows></tbody></table>
         </section>
     }
 }

@@ -5,9 +5,10 @@
 
 use super::overview::{overview_of, TxPanel};
 use super::resource::resource;
-use super::{topic_page, Problem};
+use super::topic_page;
 use crate::components::erase::EraseView;
 use crate::components::format;
+use crate::components::markup::Markup;
 use crate::protocol::Topic;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,53 @@ const CHOICES: [(i64, &str); 5] = [
     (1800, "30 min"),
 ];
 
+/// The stuck list as markup: a count and the table, "nothing is stuck",
+/// or what went wrong.
+fn stuck_markup(result: Result<Vec<StuckRow>, ServerFnError>) -> String {
+    let mut h = Markup::new();
+    let rows = match result {
+        Err(e) => {
+            let message = format!("Could not load the stuck list: {e}");
+            return h
+                .el("p", &[("class", "problem"), ("role", "alert")], &message)
+                .take();
+        }
+        Ok(rows) if rows.is_empty() => {
+            let attrs = [("class", "muted"), ("data-testid", "stuck-none")];
+            return h.el("p", &attrs, "Nothing is stuck.").take();
+        }
+        Ok(rows) => rows,
+    };
+    h.el(
+        "p",
+        &[("data-testid", "stuck-count")],
+        &format!("{} stuck", rows.len()),
+    )
+    .open("table", &[("class", "list wide")])
+    .thead(&[
+        "Mail id",
+        "Mailing",
+        "Recipient",
+        "Accepted",
+        "Waiting",
+        "Optimizely says",
+    ])
+    .open("tbody", &[]);
+    for r in rows {
+        h.open("tr", &[])
+            .td(&r.mail_id)
+            .open("td", &[])
+            .mailing_link(&r.mailing_id, None)
+            .close("td")
+            .td(&r.recipient_id)
+            .td(&r.accepted_at)
+            .num(&format::dur_ms(r.age_s * 1000))
+            .td(r.optimizely_status.as_deref().unwrap_or("—"))
+            .close("tr");
+    }
+    h.close("tbody").close("table").take()
+}
+
 #[component]
 pub fn Transactional() -> impl IntoView {
     let older = RwSignal::new(60i64);
@@ -59,7 +107,7 @@ pub fn Transactional() -> impl IntoView {
         <h1>"Transactional mail"</h1>
         {topic_page(Topic::Overview, "transactional health", |state| {
             let tx = Memo::new(move |_| overview_of(&state.get()).transactional);
-            view! { <TxPanel tx/> }
+            view! { <TxPanel tx/> }.erase()
         })}
         <section class="panel" aria-labelledby="stuck-h">
             <h2 id="stuck-h">"Stuck dispatches"</h2>
@@ -73,33 +121,7 @@ pub fn Transactional() -> impl IntoView {
             </p>
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
-                    match stuck.await {
-                        Ok(rows) if rows.is_empty() => view! { <p class="muted" data-testid="stuck-none">"Nothing is stuck."</p> }.erase(),
-                        Ok(rows) => {
-                            let n = rows.len();
-                            let body = rows.into_iter().map(|r| view! {
-                                <tr>
-                                    <td>{r.mail_id}</td>
-                                    <td><a href=format!("/mailings/{}", r.mailing_id)>{r.mailing_id.clone()}</a></td>
-                                    <td>{r.recipient_id}</td>
-                                    <td>{r.accepted_at}</td>
-                                    <td class="num">{format::dur_ms(r.age_s * 1000)}</td>
-                                    <td>{r.optimizely_status.unwrap_or_else(|| "—".into())}</td>
-                                </tr>
-                            }).collect_view();
-                            view! {
-                                <p data-testid="stuck-count">{format!("{n} stuck")}</p>
-                                <table class="list wide">
-                                    <thead><tr>
-                                        <th scope="col">"Mail id"</th><th scope="col">"Mailing"</th><th scope="col">"Recipient"</th>
-                                        <th scope="col">"Accepted"</th><th scope="col">"Waiting"</th><th scope="col">"Optimizely says"</th>
-                                    </tr></thead>
-                                    <tbody>{body}</tbody>
-                                </table>
-                            }.erase()
-                        }
-                        Err(e) => view! { <Problem message=format!("Could not load the stuck list: {e}")/> }.erase(),
-                    }
+                    view! { <div inner_html=stuck_markup(stuck.await)></div> }
                 })}
             </Suspense>
         </section>

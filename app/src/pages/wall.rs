@@ -6,8 +6,11 @@
 use super::topic_page;
 use crate::components::erase::EraseView;
 use crate::components::format;
+use crate::components::markup::{dur_or_dash, health_parts, Markup};
 use crate::live::{use_live, LinkStatus};
-use crate::protocol::{AlertState, Health, Severity, Topic, TopicState, WallState, Window};
+use crate::protocol::{
+    AlertState, Health, MailingClass, MailingRow, Severity, Topic, TopicState, WallState, Window,
+};
 use leptos::prelude::*;
 
 fn wall_of(s: &TopicState) -> WallState {
@@ -21,7 +24,7 @@ fn wall_of(s: &TopicState) -> WallState {
 pub fn Wall() -> impl IntoView {
     view! {
         <div class="wall">
-            {topic_page(Topic::Wall, "the wall", |state| view! { <WallBody state/> })}
+            {topic_page(Topic::Wall, "the wall", |state| view! { <WallBody state/> }.erase())}
         </div>
     }
 }
@@ -57,69 +60,91 @@ fn WallBody(state: Signal<TopicState>) -> impl IntoView {
             }
         })
     };
-    let (status_cls, status_text) = (
-        move || match tx.get().status {
-            Health::Ok => "wall-tx ok",
-            Health::Warning => "wall-tx warning",
-            Health::Critical => "wall-tx critical",
-        },
-        move || match tx.get().status {
-            Health::Ok => "Transactional mail OK",
-            Health::Warning => "Transactional mail: warning",
-            Health::Critical => "Transactional mail STUCK",
-        },
-    );
-    let tx_mailings = move || {
-        tx.get()
-            .mailings
-            .into_iter()
-            .map(|m| {
-                let cls = match m.status {
-                    Health::Ok => "dot ok",
-                    Health::Warning => "dot warning",
-                    Health::Critical => "dot critical",
-                };
-                view! {
-                    <div class="wall-tx-mailing">
-                        <span class=cls></span>
-                        <span>{m.name.clone().unwrap_or(m.id.clone())}</span>
-                        <span class="num">{format::per_min(m.sent_per_min)}</span>
-                        <span class="num">{m.oldest_queued_ms.map_or("no queue".into(), |a| format!("oldest {}", format::dur_ms(a)))}</span>
-                    </div>
-                }
-            })
-            .collect_view()
+    let status_cls = move || format!("wall-tx {}", health_parts(tx.with(|t| t.status)).0);
+    let tx_inner = move || {
+        tx.with(|tx| {
+            let head = match tx.status {
+                Health::Ok => "Transactional mail OK",
+                Health::Warning => "Transactional mail: warning",
+                Health::Critical => "Transactional mail STUCK",
+            };
+            let mut h = Markup::new();
+            h.el("div", &[("class", "wall-tx-head")], head)
+                .open("div", &[("class", "wall-figures")])
+                .figure(&format::per_min(tx.sent_per_min), "sent", None)
+                .figure(
+                    &dur_or_dash(tx.delay.map(|d| d.p95 as i64)),
+                    "delay p95",
+                    None,
+                )
+                .figure(&format::count(tx.queue_depth), "queued", Some("wall-queue"))
+                .figure(&dur_or_dash(tx.oldest_queued_ms), "oldest", None)
+                .close("div")
+                .open("div", &[("class", "wall-tx-mailings")]);
+            for m in &tx.mailings {
+                let dot = format!("dot {}", health_parts(m.status).0);
+                let oldest = m.oldest_queued_ms.map_or("no queue".into(), |a| {
+                    format!("oldest {}", format::dur_ms(a))
+                });
+                h.open("div", &[("class", "wall-tx-mailing")])
+                    .el("span", &[("class", &dot)], "")
+                    .el("span", &[], m.name.as_deref().unwrap_or(&m.id))
+                    .el(
+                        "span",
+                        &[("class", "num")],
+                        &format::per_min(m.sent_per_min),
+                    )
+                    .el("span", &[("class", "num")], &oldest)
+                    .close("div");
+            }
+            h.close("div").take()
+        })
     };
-    let campaign = move || {
-        let sending = w.with(|w| w.sending.clone());
-        let campaigns: Vec<_> = sending
+    // The campaign shown now: (row, "2 of 3"), or None when none is sending.
+    let campaign = Memo::new(move |_| {
+        let campaigns: Vec<MailingRow> = w.with(|w| {
+            w.sending
+                .iter()
+                .filter(|m| m.class == MailingClass::Campaign)
+                .cloned()
+                .collect()
+        });
+        let i = turn.get() % campaigns.len().max(1);
+        let n = campaigns.len();
+        campaigns
             .into_iter()
-            .filter(|m| m.class == crate::protocol::MailingClass::Campaign)
-            .collect();
-        if campaigns.is_empty() {
-            return view! { <div class="wall-campaign idle">"No campaign sending right now"</div> }
-                .erase();
+            .nth(i)
+            .map(|m| (m, format!("{} of {n}", i + 1)))
+    });
+    let campaign_cls = move || {
+        if campaign.with(Option::is_some) {
+            "wall-campaign"
+        } else {
+            "wall-campaign idle"
         }
-        let m = campaigns[turn.get() % campaigns.len()].clone();
-        let r = m.totals.rates();
-        let of = format!(
-            "{} of {}",
-            turn.get() % campaigns.len() + 1,
-            campaigns.len()
-        );
-        view! {
-            <div class="wall-campaign">
-                <div class="wall-campaign-name">{m.name.clone().unwrap_or(format!("Mailing {}", m.id))} <span class="muted">{of}</span></div>
-                <div class="wall-figures">
-                    <div><span class="big">{format::count(m.totals.sent)}</span><span>"sent"</span></div>
-                    <div><span class="big">{format::per_min(m.sent_per_min)}</span><span>"now"</span></div>
-                    <div><span class="big">{format::pct(r.open)}</span><span>"opened"</span></div>
-                    <div><span class="big">{format::pct(r.click)}</span><span>"clicked"</span></div>
-                    <div><span class="big">{format::pct(r.bounce)}</span><span>"bounced"</span></div>
-                </div>
-            </div>
-        }
-        .erase()
+    };
+    let campaign_inner = move || {
+        campaign.with(|c| {
+            let mut h = Markup::new();
+            let Some((m, of)) = c else {
+                return h.text("No campaign sending right now").take();
+            };
+            let r = m.totals.rates();
+            let name = m.name.clone().unwrap_or(format!("Mailing {}", m.id));
+            h.open("div", &[("class", "wall-campaign-name")])
+                .text(&name)
+                .text(" ")
+                .el("span", &[("class", "muted")], of)
+                .close("div")
+                .open("div", &[("class", "wall-figures")])
+                .figure(&format::count(m.totals.sent), "sent", None)
+                .figure(&format::per_min(m.sent_per_min), "now", None)
+                .figure(&format::pct(r.open), "opened", None)
+                .figure(&format::pct(r.click), "clicked", None)
+                .figure(&format::pct(r.bounce), "bounced", None)
+                .close("div")
+                .take()
+        })
     };
     let fresh = move || matches!(live.status.get(), LinkStatus::Live | LinkStatus::Connecting);
     let as_of = move || {
@@ -139,17 +164,8 @@ fn WallBody(state: Signal<TopicState>) -> impl IntoView {
     let overall = move || w.with(|w| w.summary.overall.window(Window::M5).counters);
     view! {
         {takeover}
-        <section class=status_cls aria-live="polite" data-testid="wall-tx">
-            <div class="wall-tx-head">{status_text}</div>
-            <div class="wall-figures">
-                <div><span class="big">{move || format::per_min(tx.get().sent_per_min)}</span><span>"sent"</span></div>
-                <div><span class="big">{move || tx.get().delay.map_or("—".into(), |d| format::dur_ms(d.p95 as i64))}</span><span>"delay p95"</span></div>
-                <div><span class="big" data-testid="wall-queue">{move || format::count(tx.get().queue_depth)}</span><span>"queued"</span></div>
-                <div><span class="big">{move || tx.get().oldest_queued_ms.map_or("—".into(), format::dur_ms)}</span><span>"oldest"</span></div>
-            </div>
-            <div class="wall-tx-mailings">{tx_mailings}</div>
-        </section>
-        {campaign}
+        <section class=status_cls aria-live="polite" data-testid="wall-tx" inner_html=tx_inner></section>
+        <div class=campaign_cls inner_html=campaign_inner></div>
         <footer class="wall-foot">
             <span>{move || format!("All mail, last 5 min: {} sent · {} opened · {} bounced",
                 format::count(overall().sent), format::count(overall().unique_opens), format::count(overall().bounces))}</span>
