@@ -161,3 +161,49 @@ test('a firing alert shows on every page and takes over the wall', async ({ brow
   await expect(page.getByTestId('alert-banner')).toContainText('acknowledged by jane');
   await wall.close();
 });
+
+test('rules and silences are managed from the alerts page', async ({ page, mailpulse }) => {
+  const put = await fetch(mailpulse.url('/api/v1/alert-rules/test-rule'), {
+    method: 'PUT', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'test-rule', metric: 'bounces', window: '5m', above: 1000, severity: 'warning' }),
+  });
+  expect(put.status).toBe(200);
+  const enabled = async () => {
+    const { rules } = await (await fetch(mailpulse.url('/api/v1/alert-rules'))).json();
+    return rules.find((r: any) => r.name === 'test-rule').enabled ?? true;
+  };
+  await page.goto(mailpulse.url('/alerts'));
+  await expect(page.getByTestId('link-status')).toHaveText('live');
+  const row = page.locator('table.rules tbody tr', { hasText: 'test-rule' });
+  await expect(row).toContainText('bounces over 5m > 1000');
+
+  // Disable, then enable again, from the row's button.
+  await row.getByRole('button', { name: 'Disable' }).click();
+  await expect(row.getByRole('button', { name: 'Enable' })).toBeVisible();
+  expect(await enabled()).toBe(false);
+  await row.getByRole('button', { name: 'Enable' }).click();
+  await expect(row.getByRole('button', { name: 'Disable' })).toBeVisible();
+  expect(await enabled()).toBe(true);
+
+  // Edit the definition; a broken one gets the server's message.
+  await row.getByRole('button', { name: 'Edit' }).click();
+  const editor = page.getByLabel('Rule definition (JSON)');
+  await expect(editor).toHaveValue(/"name": "test-rule"/);
+  await editor.fill('{"name": "test-rule", "metric": "bounces"');
+  await page.getByRole('button', { name: 'Save rule' }).click();
+  await expect(page.getByRole('alert')).toBeVisible();
+  await editor.fill(JSON.stringify({ name: 'test-rule', metric: 'bounces', window: '5m', above: 1000, for: '2m', severity: 'critical' }));
+  await page.getByRole('button', { name: 'Save rule' }).click();
+  await expect(row).toContainText('critical');
+  await expect(row).toContainText('2m');
+
+  // Silence the rule, then end the silence.
+  await page.getByLabel('Rule', { exact: true }).selectOption('test-rule');
+  await page.getByLabel('Your name').last().fill('jane');
+  await page.getByLabel('Why').fill('maintenance');
+  await page.getByRole('button', { name: 'Add silence' }).click();
+  const silence = page.locator('tr', { hasText: 'jane: maintenance' });
+  await expect(silence).toContainText('test-rule');
+  await silence.getByRole('button', { name: 'End' }).click();
+  await expect(silence).toHaveCount(0);
+});
