@@ -18,7 +18,7 @@ use crate::metrics::LiveHandle;
 use mailpulse_app::protocol::{BounceKind, Counters, EventType};
 use r2d2_sqlite::rusqlite::{params, Connection, ToSql, Transaction};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -114,6 +114,7 @@ pub(crate) fn spawn(
     stats: Arc<StoreStats>,
     gate: Arc<Mutex<()>>,
     max_group: usize,
+    wal_restart: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("store-writer".into())
@@ -132,6 +133,7 @@ pub(crate) fn spawn(
                 gate,
                 max_group,
                 dispatch_mailings,
+                wal_restart,
             }
             .run(rx)
         })?;
@@ -145,6 +147,9 @@ struct Writer {
     gate: Arc<Mutex<()>>,
     max_group: usize,
     dispatch_mailings: DispatchMailings,
+    /// Raised by the checkpointer when the WAL has grown past
+    /// `WAL_RESTART_FRAMES` under continuous load.
+    wal_restart: Arc<AtomicBool>,
 }
 
 struct Pending {
@@ -183,6 +188,9 @@ impl Writer {
             }
             if !group.is_empty() {
                 self.commit_group(group);
+            }
+            if self.wal_restart.swap(false, Ordering::Relaxed) {
+                self.restart_wal();
             }
             for cmd in others {
                 match cmd {
@@ -284,6 +292,19 @@ impl Writer {
                     let _ = p.reply.send(Err(StoreError::Failed(e.to_string())));
                 }
             }
+        }
+    }
+
+    /// Starts the WAL over (see `restart_wal`), logging a slow restart.
+    fn restart_wal(&mut self) {
+        let started = Instant::now();
+        let res = super::restart_wal(&self.conn);
+        let ms = started.elapsed().as_millis() as u64;
+        match res {
+            Ok(true) if ms > 50 => tracing::warn!(ms, "slow store WAL restart"),
+            Ok(true) => tracing::debug!(ms, "store WAL restarted"),
+            Ok(false) => tracing::debug!(ms, "store WAL restart deferred: a reader is busy"),
+            Err(e) => tracing::warn!(error = %e, ms, "store WAL restart failed"),
         }
     }
 
