@@ -390,3 +390,63 @@ async fn large_answers_are_gzipped_for_clients_that_ask_and_receipts_are_not() {
     assert!(receipt.headers().get("content-encoding").is_none());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_bundle_is_served_gzipped_once_and_revalidated() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir(site.path().join("pkg")).unwrap();
+    let wasm: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
+    std::fs::write(site.path().join("pkg/mailpulse.wasm"), &wasm).unwrap();
+    let root = site.path().to_path_buf();
+    let server = TestServer::start_with(move |c| c.site_root = root).await;
+    let get = |enc: Option<&str>, etag: Option<&str>| {
+        let mut req = server.http.get(server.url("/pkg/mailpulse.wasm"));
+        if let Some(e) = enc {
+            req = req.header("accept-encoding", e);
+        }
+        if let Some(t) = etag {
+            req = req.header("if-none-match", t);
+        }
+        req.send()
+    };
+
+    let r = get(Some("gzip, br"), None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/wasm");
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let body = r.bytes().await.unwrap();
+    assert!(body.len() < wasm.len() / 2);
+    // Compressed exactly once: one gunzip gives the file back.
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain).unwrap();
+    assert_eq!(plain, wasm);
+
+    // Without gzip: the file as it is. With the ETag: 304, no body.
+    let r = get(None, None).await.unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    assert_eq!(r.bytes().await.unwrap(), wasm);
+    let r = get(Some("gzip"), Some(&etag)).await.unwrap();
+    assert_eq!(r.status(), 304);
+
+    // A new build replaces the file: the next answer is the new one.
+    std::fs::write(site.path().join("pkg/mailpulse.wasm"), b"\0asm new build").unwrap();
+    let r = get(None, Some(&etag)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(&r.bytes().await.unwrap()[..], b"\0asm new build");
+
+    // Nothing else is served from there.
+    for path in [
+        "/pkg/missing.wasm",
+        "/pkg/..%2FCargo.toml",
+        "/pkg/mailpulse.d.ts",
+    ] {
+        let r = server.http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["message"].is_string(), "{path}: {v}");
+    }
+    server.stop().await;
+}

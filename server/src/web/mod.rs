@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod assets;
 pub mod telemetry;
 pub mod transactional;
 pub mod ws;
@@ -70,8 +71,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
 
+    let assets = assets::Assets::new(state.config.site_root.join("pkg"));
     Router::new()
         .nest("/api/v1", api)
+        .route(
+            "/pkg/{file}",
+            get(move |file, headers| assets.clone().serve(file, headers)),
+        )
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(telemetry::scrape))
         .route(
@@ -85,9 +91,9 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        // gzip what is worth it for clients that ask: the wasm bundle is
-        // 1.2 MB raw and under 0.5 MB gzipped, which matters to a phone
-        // opened from a page; answers under 1 KB stay plain.
+        // gzip what is worth it for clients that ask (the bundle under
+        // /pkg comes gzipped already, see `assets`); answers under 1 KB
+        // stay plain.
         .layer(
             CompressionLayer::new()
                 .gzip(true)
