@@ -4,6 +4,7 @@
 //! the server (SSR) these are never called; they answer an error there.
 
 use serde::de::DeserializeOwned;
+#[cfg(feature = "hydrate")]
 use serde::Deserialize;
 
 /// Key of the API token in the browser's local storage.
@@ -24,6 +25,7 @@ pub async fn send(method: &'static str, url: &str, body: String) -> Result<Strin
 }
 
 /// The `{"error": …, "message": …}` body of an API error.
+#[cfg(feature = "hydrate")]
 #[derive(Deserialize)]
 struct ApiError {
     message: String,
@@ -65,6 +67,7 @@ async fn request(method: &str, url: &str, body: Option<String>) -> Result<String
 }
 
 /// The message of an API error answer, or the status when it has none.
+#[cfg(feature = "hydrate")]
 fn error_message(text: &str, status: u16) -> String {
     serde_json::from_str::<ApiError>(text)
         .map(|e| e.message)
@@ -73,7 +76,6 @@ fn error_message(text: &str, status: u16) -> String {
 
 #[cfg(not(feature = "hydrate"))]
 async fn request(_method: &str, _url: &str, _body: Option<String>) -> Result<String, String> {
-    let _ = error_message;
     Err("only available in the browser".into())
 }
 

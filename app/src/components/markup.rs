@@ -99,6 +99,12 @@ impl Markup {
         self.close("tr").close("thead")
     }
 
+    /// A button for a delegated click handler: the `action` attribute
+    /// (`data-…`) with `value` is what [`clicked`] reads back.
+    pub fn data_button(&mut self, action: &'static str, value: &str, label: &str) -> &mut Self {
+        self.el("button", &[("type", "button"), (action, value)], label)
+    }
+
     /// A link to a mailing's page, named by its name or else its id.
     pub fn mailing_link(&mut self, id: &str, name: Option<&str>) -> &mut Self {
         let href = format!("/mailings/{}", urlencode(id));

@@ -208,11 +208,7 @@ fn silences_markup(silences: &[SilenceView]) -> String {
             .td(&format::date_time(s.ends_at))
             .td(&format!("{}: {}", s.created_by, s.comment))
             .open("td", &[])
-            .el(
-                "button",
-                &[("type", "button"), ("data-end-silence", &id)],
-                "End",
-            )
+            .data_button("data-end-silence", &id, "End")
             .close("td")
             .close("tr");
     }
@@ -234,17 +230,13 @@ fn rules_markup(rules: &[RuleSummary]) -> String {
             .td(&r.severity)
             .td(&r.origin)
             .open("td", &[])
-            .el(
-                "button",
-                &[("type", "button"), ("data-toggle-rule", &i)],
+            .data_button(
+                "data-toggle-rule",
+                &i,
                 if r.enabled { "Disable" } else { "Enable" },
             )
             .text(" ")
-            .el(
-                "button",
-                &[("type", "button"), ("data-edit-rule", &i)],
-                "Edit",
-            )
+            .data_button("data-edit-rule", &i, "Edit")
             .close("td")
             .close("tr");
     }

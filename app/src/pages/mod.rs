@@ -80,10 +80,7 @@ pub async fn get_view(topic: String, events: usize) -> Result<Option<ViewSnapsho
         return Ok(None);
     };
     let events = match topic {
-        Topic::Mailing(id) if events > 0 => views
-            .latest_events(id, events.min(200))
-            .await
-            .map_err(ServerFnError::new)?,
+        Topic::Mailing(id) if events > 0 => get_events(id, events).await?,
         _ => vec![],
     };
     Ok(Some(ViewSnapshot { seq, state, events }))

@@ -6,6 +6,7 @@
 //! compressed again when its size or modification time changes (a new
 //! build under `cargo leptos watch`), so what is served is never stale.
 
+use crate::error::ApiError;
 use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -46,16 +47,15 @@ impl Assets {
     /// `GET /pkg/{file}`.
     pub async fn serve(self: Arc<Self>, Path(file): Path<String>, headers: HeaderMap) -> Response {
         let Some(content_type) = content_type(&file) else {
-            return not_found();
+            return not_found().into_response();
         };
         let entry = match tokio::task::spawn_blocking(move || self.entry(&file)).await {
             Ok(Ok(entry)) => entry,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return not_found(),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot read a bundle file");
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return not_found().into_response()
             }
-            Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            Ok(Err(e)) => return ApiError::Internal(e.into()).into_response(),
+            Err(e) => return ApiError::Internal(e.into()).into_response(),
         };
         let mut res = if headers
             .get(header::IF_NONE_MATCH)
@@ -139,12 +139,8 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({"error": "not_found", "message": "no such file in the dashboard bundle"})),
-    )
-        .into_response()
+fn not_found() -> ApiError {
+    ApiError::NotFound("no such file in the dashboard bundle".into())
 }
 
 #[cfg(test)]
