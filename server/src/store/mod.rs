@@ -372,8 +372,6 @@ fn open_writer(path: &Path, config: &StoreConfig) -> anyhow::Result<Connection> 
     // in allocating blocks again for the frames written after it, and
     // stalled the first commit after a pause for ~350 ms.
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-    // SQLite's default page cache is 2 MiB: the unique index's pages were
-    // read back from the OS (pread) on every group commit.
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     Ok(conn)
 }
@@ -399,8 +397,18 @@ const WAL_SIZE_LIMIT: i64 = 1024 * 1024 * 1024;
 /// restarts the WAL at no cost.
 const WAL_RESTART_FRAMES: i64 = 256 * 1024;
 
-/// The writer's page cache, in KiB (64 MiB).
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// The writer's page cache, in KiB (4 MiB, 1,024 pages): room for the
+/// B-trees' interior pages and the hot right-hand leaves that each group
+/// commit touches. Not more, because of how SQLite ends a transaction while
+/// the database is under 1 GiB: a page split parks a page at the number of
+/// the 1 GiB lock page for a moment (`balance_nonroot` sorting new pages),
+/// so the cache's highest page number lies past the end of the database,
+/// and the commit then walks the whole cache to drop pages past the end
+/// (`pcache1TruncateUnsafe`). With 64 MiB (16K pages) that walk took 22–28 %
+/// of the writer's CPU time, 8–10 µs per single-event request against
+/// 6.3–7 µs with 4 MiB (perf and gdb on the release binary; see
+/// docs/store.md).
+const WRITER_CACHE_KIB: i64 = 4 * 1024;
 
 /// Checkpoints what the passive checkpoints have not copied yet and starts
 /// the WAL over, on the writer's connection between two commits. Readers in

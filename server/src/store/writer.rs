@@ -16,7 +16,7 @@ use crate::ingest::parse::{Event, ParsedBatch};
 use crate::metrics::engine::Update;
 use crate::metrics::LiveHandle;
 use mailpulse_app::protocol::{BounceKind, Counters, EventType};
-use r2d2_sqlite::rusqlite::{params, Connection, ToSql, Transaction};
+use r2d2_sqlite::rusqlite::{params, CachedStatement, Connection, ToSql, Transaction};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -239,9 +239,10 @@ impl Writer {
             let mut outcomes = Vec::with_capacity(group.len());
             let mut committed = Vec::new();
             let mut rollups = Rollups::default();
+            let mut inserts = Inserts::prepare(&tx)?;
             for p in &mut group {
                 outcomes.push(insert_batch(
-                    &tx,
+                    &mut inserts,
                     &p.source,
                     std::mem::take(&mut p.batch),
                     &p.keys,
@@ -250,6 +251,7 @@ impl Writer {
                     &self.dispatch_mailings,
                 )?);
             }
+            drop(inserts);
             rollups.write(&tx)?;
             tx.commit()?;
             Ok((outcomes, committed))
@@ -432,8 +434,38 @@ pub fn dedup_key(source: &str, e: &Event) -> [u8; 16] {
     out
 }
 
+/// The statements of an ingest group, looked up once per group rather than
+/// once per request (each lookup hashes the statement's text).
+struct Inserts<'tx> {
+    tx: &'tx Transaction<'tx>,
+    event: CachedStatement<'tx>,
+    first: CachedStatement<'tx>,
+    quarantine: CachedStatement<'tx>,
+}
+
+impl<'tx> Inserts<'tx> {
+    fn prepare(tx: &'tx Transaction<'tx>) -> anyhow::Result<Inserts<'tx>> {
+        Ok(Inserts {
+            tx,
+            event: tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (dedup_key, source, type, type_raw, client_id, mailing_id, \
+                 recipient_list_id, recipient_id, event_time, time_source, received_at, media_type, \
+                 address, domain, link, bounce_category, bounce_reason, mail_id, first_open, first_click, raw) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+            )?,
+            first: tx.prepare_cached(
+                "INSERT OR IGNORE INTO engagement_firsts (mailing_id, recipient, kind, event_time) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?,
+            quarantine: tx.prepare_cached(
+                "INSERT INTO quarantine (source, received_at, reason, raw) VALUES (?1, ?2, ?3, ?4)",
+            )?,
+        })
+    }
+}
+
 fn insert_batch(
-    tx: &Transaction<'_>,
+    ins: &mut Inserts<'_>,
     source: &str,
     batch: ParsedBatch,
     keys: &[[u8; 16]],
@@ -441,30 +473,18 @@ fn insert_batch(
     rollups: &mut Rollups,
     dispatch_mailings: &DispatchMailings,
 ) -> anyhow::Result<IngestOutcome> {
-    let mut insert_event = tx.prepare_cached(
-        "INSERT OR IGNORE INTO events (dedup_key, source, type, type_raw, client_id, mailing_id, \
-         recipient_list_id, recipient_id, event_time, time_source, received_at, media_type, \
-         address, domain, link, bounce_category, bounce_reason, mail_id, first_open, first_click, raw) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-    )?;
-    let mut insert_first = tx.prepare_cached(
-        "INSERT OR IGNORE INTO engagement_firsts (mailing_id, recipient, kind, event_time) \
-         VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    let mut insert_quarantine = tx.prepare_cached(
-        "INSERT INTO quarantine (source, received_at, reason, raw) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+    let tx = ins.tx;
     let mut accepted = 0;
     let total = batch.events.len();
     for (mut e, key) in batch.events.into_iter().zip(keys) {
         // A duplicate event never adds a first: the original already did.
         let first = match (e.event_type, e.mailing_id.as_deref(), e.recipient_key()) {
             (t @ (EventType::Open | EventType::Click), Some(m), Some(r)) => {
-                insert_first.execute(params![m, r, t.as_str(), e.event_time])? == 1
+                ins.first.execute(params![m, r, t.as_str(), e.event_time])? == 1
             }
             _ => false,
         };
-        let inserted = insert_event.execute(params![
+        let inserted = ins.event.execute(params![
             &key[..],
             source,
             e.event_type.as_str(),
@@ -507,7 +527,8 @@ fn insert_batch(
         }
     }
     for q in &batch.quarantined {
-        insert_quarantine.execute(params![source, q.received_at, q.reason, q.raw])?;
+        ins.quarantine
+            .execute(params![source, q.received_at, q.reason, q.raw])?;
     }
     Ok(IngestOutcome {
         accepted,
