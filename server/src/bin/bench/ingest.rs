@@ -84,8 +84,18 @@ async fn measure(server: &Server, load: Load) -> anyhow::Result<Measured> {
 }
 
 fn load(server: &Server, conns: usize, secs: f64, rate: Option<f64>, body: BodyFn) -> Load {
+    load_to(server.addr, conns, secs, rate, body)
+}
+
+fn load_to(
+    addr: std::net::SocketAddr,
+    conns: usize,
+    secs: f64,
+    rate: Option<f64>,
+    body: BodyFn,
+) -> Load {
     Load {
-        addr: server.addr,
+        addr,
         path: "/webhooks/optimizely".into(),
         connections: conns,
         duration: Duration::from_secs_f64(secs),
@@ -112,6 +122,40 @@ fn median(mut runs: Vec<Measured>) -> (Measured, Vec<f64>) {
 /// A run id for unique event ids; the bench is a short-lived process.
 fn run_id(kind: &str, round: usize, conns: usize) -> &'static str {
     Box::leak(format!("{kind}{round}-{conns}").into_boxed_str())
+}
+
+/// `mailpulse-bench load`: one run against a running server, for profiling
+/// it while it runs. Event ids are unique per process start.
+pub async fn one_run(
+    addr: std::net::SocketAddr,
+    conns: usize,
+    rate: Option<f64>,
+    batch_size: u64,
+    secs: f64,
+) -> anyhow::Result<()> {
+    let run = run_id(
+        &format!("load{}-", chrono::Utc::now().timestamp_millis()),
+        0,
+        conns,
+    );
+    let body = if batch_size > 1 {
+        batch(run, batch_size)
+    } else {
+        single(run)
+    };
+    let out = loadgen::run(load_to(addr, conns, secs, rate, body)).await?;
+    println!(
+        "requests/s {:.0} · events/s {:.0} · failed {} · p50 {} · p90 {} · p99 {} · p99.9 {} · max {}",
+        out.rps(),
+        out.rps() * batch_size as f64,
+        out.failed,
+        ms(out.p(0.5)),
+        ms(out.p(0.9)),
+        ms(out.p(0.99)),
+        ms(out.p(0.999)),
+        ms(out.p(1.0)),
+    );
+    Ok(())
 }
 
 pub async fn run(opts: &Opts) -> anyhow::Result<Section> {

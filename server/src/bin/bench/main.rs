@@ -71,6 +71,21 @@ enum Cmd {
         #[arg(long, default_value = "BENCHMARKS.md")]
         out: PathBuf,
     },
+    /// One load run against a server already running (for profiling):
+    /// prints throughput and latency percentiles.
+    Load {
+        /// The server's address, e.g. 127.0.0.1:3000.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Requests per second (open loop); closed loop when absent.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Events per POST (1 = a single event object, more = an array).
+        #[arg(long, default_value_t = 1)]
+        batch: u64,
+    },
     /// (internal) the bare axum handler used as the ceiling.
     CeilingServer,
 }
@@ -83,6 +98,12 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Cmd::CeilingServer => ceiling_server().await,
+            Cmd::Load {
+                addr,
+                connections,
+                rate,
+                batch,
+            } => ingest::one_run(addr, connections, rate, batch, cli.opts.seconds).await,
             Cmd::Ingest => print(ingest::run(&cli.opts).await?),
             Cmd::E2e => print(e2e::run(&cli.opts).await?),
             Cmd::Fanout => print(fanout::run(&cli.opts).await?),
