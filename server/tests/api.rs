@@ -346,12 +346,20 @@ async fn openapi_documents_every_route_and_metrics_are_prometheus_text() {
         "mailpulse_events_duplicate_total",
         "mailpulse_events_quarantined_total",
         "mailpulse_store_commit_seconds_bucket",
+        "mailpulse_store_ingest_seconds_bucket",
         "mailpulse_websocket_clients",
         "mailpulse_websocket_resyncs_total",
         "mailpulse_webhook_lag_p95_seconds",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
+    // Every webhook request that was answered is timed.
+    let ingests: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mailpulse_store_ingest_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("ingest latency count");
+    assert!(ingests > 0, "no ingest timed:\n{text}");
     server.stop().await;
 }
 

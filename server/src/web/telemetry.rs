@@ -149,6 +149,12 @@ pub fn registry(store: &Store, hub: &Arc<Hub>) -> Arc<Registry> {
         "Duration of group commits (inserts, rollups and the fsync).",
         store.stats.commit_seconds.clone(),
     );
+    r.register(
+        "store_ingest_seconds",
+        "From handing a webhook request's events to the store until they are committed \
+         (queue wait and group commit).",
+        store.stats.ingest_seconds.clone(),
+    );
     r.register_collector(Box::new(Health {
         store: store.stats.clone(),
         hub: hub.clone(),
