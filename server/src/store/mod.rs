@@ -441,22 +441,18 @@ fn restart_wal(conn: &Connection) -> anyhow::Result<bool> {
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Copies committed WAL pages back into the database every 250 ms
-/// (passive: never blocks the writer or readers), then writes the copied
-/// pages to disk. When the load pauses the writer then restarts the WAL
-/// from its beginning; when it does not and the WAL passes
-/// `WAL_RESTART_FRAMES`, it raises `wal_restart` so the writer restarts it
-/// between two commits.
+/// (passive: never blocks the writer or readers). When the load pauses the
+/// writer then restarts the WAL from its beginning; when it does not and
+/// the WAL passes `WAL_RESTART_FRAMES`, it raises `wal_restart` so the
+/// writer restarts it between two commits.
 ///
-/// Why the checkpointer syncs the database file itself: SQLite syncs it
-/// only when a checkpoint has copied the whole WAL, which never happens
-/// while commits keep coming. Under minutes of load the copied pages piled
-/// up in the OS's page cache (gigabytes: Linux starts writing dirty pages
-/// back at 10 % of memory), and the first checkpoint to catch up, or a WAL
-/// restart, wrote them all in one fsync. Commits' own fsyncs queued behind
-/// it for hundreds of milliseconds ("slow store commit … requests=1",
-/// "slow store WAL restart" in the bench). Syncing after every checkpoint
-/// that copied pages writes the same bytes as they come, a quarter
-/// second's worth at a time.
+/// The database file is synced by SQLite only when a checkpoint catches up
+/// with the whole WAL, so after minutes of load the copied pages wait in the
+/// OS's page cache. Syncing it after every checkpoint was tried: it
+/// shortened WAL restarts (260–630 ms → ≤ 80 ms) but put that writeback
+/// into every quarter second, where commits' WAL fsyncs queued behind it:
+/// p99 at half the peak batch rate went from 15–19 ms to 13–79 ms. The
+/// restart stall is the lesser evil (docs/store.md).
 fn checkpointer(
     path: &Path,
     config: &StoreConfig,
@@ -466,32 +462,17 @@ fn checkpointer(
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "synchronous", config.synchronous.pragma())?;
-    // fsync works on a read-only descriptor; this one never writes.
-    let db_file = std::fs::File::open(path)?;
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
-            let mut copied_before = 0;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(CHECKPOINT_EVERY);
                 // (busy, frames in the WAL, frames checkpointed)
-                let res = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                });
-                match res {
-                    Ok((frames, copied)) => {
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+                    Ok(frames) => {
                         if frames > WAL_RESTART_FRAMES {
                             wal_restart.store(true, Ordering::Relaxed)
                         }
-                        // `copied` counts frames of the current WAL: any
-                        // change (up, or down after a restart) means pages
-                        // were copied since the last sync.
-                        if copied != copied_before && copied > 0 {
-                            if let Err(e) = db_file.sync_data() {
-                                tracing::warn!(error = %e, "store database sync failed; will retry");
-                            }
-                        }
-                        copied_before = copied;
                     }
                     Err(e) => tracing::warn!(error = %e, "store checkpoint failed; will retry"),
                 }
