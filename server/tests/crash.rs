@@ -112,7 +112,20 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
                 }
             }));
         }
-        let lifetime = Duration::from_millis(rng.random_range(300..1500));
+        // The random moment is counted from readiness: before it ingest
+        // answers 503 (the live state is being rebuilt), and a start that
+        // recovers a large WAL can take longer than the shortest lifetime,
+        // which left a round with nothing acknowledged (a CI flake).
+        let ready = format!("http://{addr}/readyz");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !matches!(http.get(&ready).send().await, Ok(r) if r.status() == 200) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: not ready in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let lifetime = Duration::from_millis(rng.random_range(200..1400));
         tokio::time::sleep(lifetime).await;
         child.sigkill();
         stop.store(true, Ordering::Relaxed);
@@ -120,7 +133,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
             s.await.unwrap();
         }
         let gained = acked.lock().unwrap().len() - before;
-        println!("round {round}: killed after {lifetime:?}, {gained} events acknowledged");
+        println!("round {round}: killed {lifetime:?} after ready, {gained} events acknowledged");
         assert!(
             gained > 0,
             "round {round} acknowledged nothing; the test proves nothing"
