@@ -67,15 +67,16 @@ impl Default for StoreStats {
             commit_failures: AtomicU64::new(0),
             commit_micros_total: AtomicU64::new(0),
             busy_rejections: AtomicU64::new(0),
-            // 0.25 ms … ~4 s
-            commit_seconds: prometheus_client::metrics::histogram::Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 15),
-            ),
-            ingest_seconds: prometheus_client::metrics::histogram::Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 15),
-            ),
+            commit_seconds: store_seconds(),
+            ingest_seconds: store_seconds(),
         }
     }
+}
+
+/// A histogram of store durations in seconds: 0.25 ms … ~4 s.
+fn store_seconds() -> prometheus_client::metrics::histogram::Histogram {
+    use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+    Histogram::new(exponential_buckets(0.00025, 2.0, 15))
 }
 
 impl StoreStats {
