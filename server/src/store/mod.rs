@@ -435,11 +435,16 @@ fn restart_wal(conn: &Connection) -> anyhow::Result<bool> {
     Ok(busy? == 0)
 }
 
-/// How often the checkpointer runs. Each checkpoint ends with an fsync of
-/// the database file, and a commit's WAL fsync queued behind a large one
-/// waits for it (~200 ms seen under batch load with 500 ms); too often and
-/// the database is fsynced all the time.
+/// How often the checkpointer runs. A checkpoint that catches up with the
+/// WAL (and, past `SYNC_DB_FRAMES`, every one) ends with an fsync of the
+/// database file, and a commit's WAL fsync queued behind a large one waits
+/// for it (~200 ms seen under batch load with 500 ms); too often and the
+/// database is fsynced all the time.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// WAL frames (pages) past which each checkpoint is followed by a sync of
+/// the database file (a quarter of `WAL_RESTART_FRAMES`, 256 MiB).
+const SYNC_DB_FRAMES: i64 = WAL_RESTART_FRAMES / 4;
 
 /// Copies committed WAL pages back into the database every 250 ms
 /// (passive: never blocks the writer or readers). When the load pauses the
@@ -447,13 +452,17 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// the WAL passes `WAL_RESTART_FRAMES`, it raises `wal_restart` so the
 /// writer restarts it between two commits.
 ///
-/// The database file is synced by SQLite only when a checkpoint catches up
-/// with the whole WAL, so after minutes of load the copied pages wait in the
-/// OS's page cache. Syncing it after every checkpoint was tried: it
-/// shortened WAL restarts (260–630 ms → ≤ 80 ms) but put that writeback
-/// into every quarter second, where commits' WAL fsyncs queued behind it:
-/// p99 at half the peak batch rate went from 15–19 ms to 13–79 ms. The
-/// restart stall is the lesser evil (docs/store.md).
+/// SQLite syncs the database file only when a checkpoint has copied the
+/// whole WAL, which never happens while commits keep coming. So under
+/// sustained load the copied pages piled up in the OS's page cache, and
+/// the writer's WAL restart wrote them all in one fsync: 440–880 ms with
+/// the writer stalled, every ~12 s at half the peak batch rate (p99 756 ms
+/// over 40 s). Once the WAL holds more than `SYNC_DB_FRAMES`, which only
+/// sustained load reaches, the checkpointer therefore syncs the database
+/// file after each checkpoint that copied pages, off the writer's path,
+/// and the restart has little left to write. Below it (bursty load, short
+/// runs) the database is not synced here: each sync's writeback delays
+/// the commits' WAL fsyncs queued behind it (docs/store.md).
 fn checkpointer(
     path: &Path,
     config: &StoreConfig,
@@ -463,14 +472,27 @@ fn checkpointer(
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "synchronous", config.synchronous.pragma())?;
+    // fsync through any descriptor of the file writes back all its pages.
+    let db = std::fs::File::open(path)?;
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
+            let mut synced_up_to = 0;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(CHECKPOINT_EVERY);
                 // (busy, frames in the WAL, frames checkpointed)
-                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
-                    Ok(frames) => {
+                let res = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                });
+                match res {
+                    Ok((frames, copied)) => {
+                        if frames > SYNC_DB_FRAMES && copied != synced_up_to {
+                            if let Err(e) = db.sync_data() {
+                                tracing::warn!(error = %e, "store database sync failed; will retry");
+                            } else {
+                                synced_up_to = copied;
+                            }
+                        }
                         if frames > WAL_RESTART_FRAMES {
                             wal_restart.store(true, Ordering::Relaxed)
                         }
