@@ -9,7 +9,7 @@ mod common;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::{get_json, TestServer};
+use common::{get_json, wait_ready, TestServer};
 use mailpulse::config::{ChannelConfig, OptimizelyConfig, Secret};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -280,18 +280,6 @@ fn start_binary(data_dir: &std::path::Path, port: u16, hook: &str) -> Binary {
     Binary(child)
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    for _ in 0..300 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{base} never became ready");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_firing_loses_nothing_and_sends_nothing_twice() {
     let (receiver, url) = Receiver::start().await;
@@ -306,7 +294,7 @@ async fn killed_while_firing_loses_nothing_and_sends_nothing_twice() {
     let hook = format!("{url}/hook");
 
     let mut child = start_binary(dir.path(), port, &hook);
-    wait_ready(&http, &base).await;
+    wait_ready(&http, &base, Duration::from_secs(15)).await;
     post_history(&http, &base).await;
     let dispatcher = stall(http.clone(), base.clone(), "k");
     receiver
@@ -325,7 +313,7 @@ async fn killed_while_firing_loses_nothing_and_sends_nothing_twice() {
     let incident = receiver.of("/hook", "transactional-silent")[0]["incident_id"].clone();
 
     let _restarted = start_binary(dir.path(), port, &hook);
-    wait_ready(&http, &base).await;
+    wait_ready(&http, &base, Duration::from_secs(15)).await;
     // Still stalled after the restart: still firing, not notified again.
     let dispatcher = stall(http.clone(), base.clone(), "k2");
     tokio::time::sleep(Duration::from_secs(8)).await;

@@ -3,6 +3,9 @@
 //! the same data dir. Every event that was answered 200 must be in the store
 //! exactly once.
 
+mod common;
+
+use common::wait_ready;
 use mailpulse::store::{rusqlite, DB_FILE};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -116,15 +119,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
         // answers 503 (the live state is being rebuilt), and a start that
         // recovers a large WAL can take longer than the shortest lifetime,
         // which left a round with nothing acknowledged (a CI flake).
-        let ready = format!("http://{addr}/readyz");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !matches!(http.get(&ready).send().await, Ok(r) if r.status() == 200) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: not ready in 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_ready(&http, &format!("http://{addr}"), Duration::from_secs(30)).await;
         let lifetime = Duration::from_millis(rng.random_range(200..1400));
         tokio::time::sleep(lifetime).await;
         child.sigkill();

@@ -9,7 +9,7 @@ use mailpulse::store::rusqlite;
 use mailpulse_app::protocol::{ServerMsg, TopicState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -72,15 +72,8 @@ impl TestServer {
     }
 
     async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if let Ok(r) = self.http.get(self.url("/readyz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("server at {} never became ready", self.addr);
+        let base = format!("http://{}", self.addr);
+        wait_ready(&self.http, &base, Duration::from_secs(5)).await;
     }
 
     /// POSTs a webhook body (JSON) to `path` with optional extra headers.
@@ -131,6 +124,24 @@ impl TestServer {
                 .expect("server stops within 10 s");
             res.expect("server task").expect("server ran cleanly");
         }
+    }
+}
+
+/// Polls `{base}/readyz` until it answers 2xx; panics after `within`.
+/// For servers started in process and for the real binary alike.
+pub async fn wait_ready(http: &reqwest::Client, base: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{base} not ready within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
