@@ -457,10 +457,10 @@ const SYNC_DB_FRAMES: i64 = WAL_RESTART_FRAMES / 4;
 /// sustained load the copied pages piled up in the OS's page cache, and
 /// the writer's WAL restart wrote them all in one fsync: 275–880 ms with
 /// the writer stalled, every ~10 s at half the peak batch rate (p99
-/// 565–756 ms over 40 s). Once the WAL holds more than `SYNC_DB_FRAMES`, which only
-/// sustained load reaches, the checkpointer therefore syncs the database
-/// file after each checkpoint that copied pages, off the writer's path,
-/// and the restart has little left to write. Below it (bursty load, short
+/// 565–756 ms over 40 s). Once the WAL holds more than `SYNC_DB_FRAMES`,
+/// which only sustained load reaches, the checkpointer therefore syncs the
+/// database file after each checkpoint that copied pages, off the writer's
+/// path, and the restart has little left to write. Below it (bursty load, short
 /// runs) the database is not synced here: each sync's writeback delays
 /// the commits' WAL fsyncs queued behind it (docs/store.md).
 fn checkpointer(
