@@ -401,11 +401,10 @@ const WAL_SIZE_LIMIT: i64 = 1024 * 1024 * 1024;
 /// never copy the last frames before new ones arrive, so SQLite never
 /// restarts the WAL: it grew to 1.7 GB in a 6-second batch run, and without
 /// a bound it would grow for as long as the load lasts. A restart holds the
-/// writer while it copies what the passive checkpoints have not and fsyncs
-/// the database: 60-300 ms here even when they are nearly caught up, up to
-/// 700 ms when they lag. So this is a safety valve for load that outruns
-/// the disk (the stall is the back-pressure), not a routine: when the
-/// load pauses, even briefly, the passive checkpoints catch up and SQLite
+/// writer while it copies what the passive checkpoints have not (about
+/// 20 ms of commits) and fsyncs the database: 1–15 ms in most restarts at
+/// half the peak batch rate here, 140 ms at worst seen. When the load
+/// pauses, even briefly, the passive checkpoints catch up and SQLite
 /// restarts the WAL at no cost.
 const WAL_RESTART_FRAMES: i64 = 256 * 1024;
 
@@ -435,34 +434,36 @@ fn restart_wal(conn: &Connection) -> anyhow::Result<bool> {
     Ok(busy? == 0)
 }
 
-/// How often the checkpointer runs. A checkpoint that catches up with the
-/// WAL (and, past `SYNC_DB_FRAMES`, every one) ends with an fsync of the
-/// database file, and a commit's WAL fsync queued behind a large one waits
-/// for it (~200 ms seen under batch load with 500 ms); too often and the
-/// database is fsynced all the time.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often the checkpointer runs. Each checkpoint that copied pages is
+/// followed by an fsync of the database file, so the database's writeback
+/// reaches the disk in small pieces, each no more than what 20 ms of
+/// commits wrote (about 1 MB of pages at half the peak batch rate; most
+/// syncs take under 5 ms). A commit's WAL fsync queued behind one waits
+/// for it. With 250 ms, and a sync only once the WAL was large, the first
+/// sync of each WAL cycle carried seconds of writeback and the commits
+/// behind it waited 50–250 ms (docs/store.md).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 
-/// WAL frames (pages) past which each checkpoint is followed by a sync of
-/// the database file (a quarter of `WAL_RESTART_FRAMES`, 256 MiB).
-const SYNC_DB_FRAMES: i64 = WAL_RESTART_FRAMES / 4;
+/// The checkpointer's pause when the WAL has nothing new: doubled after
+/// each idle look up to this, so an idle server does not wake 50 times a
+/// second (0.5 % of a core), and back to `CHECKPOINT_EVERY` once commits
+/// come again. The first checkpoint of a burst then copies and syncs at
+/// most 100 ms of commits.
+const CHECKPOINT_IDLE_MAX: Duration = Duration::from_millis(100);
 
-/// Copies committed WAL pages back into the database every 250 ms
-/// (passive: never blocks the writer or readers). When the load pauses the
-/// writer then restarts the WAL from its beginning; when it does not and
-/// the WAL passes `WAL_RESTART_FRAMES`, it raises `wal_restart` so the
-/// writer restarts it between two commits.
+/// Copies committed WAL pages back into the database every 20 ms (passive:
+/// never blocks the writer or readers) and then syncs the database file,
+/// off the writer's path. When the load pauses the checkpoints catch up and
+/// the writer restarts the WAL from its beginning on its next commit; when
+/// it does not and the WAL passes `WAL_RESTART_FRAMES`, the checkpointer
+/// raises `wal_restart` so the writer restarts it between two commits,
+/// with little left to copy or sync.
 ///
-/// SQLite syncs the database file only when a checkpoint has copied the
-/// whole WAL, which never happens while commits keep coming. So under
-/// sustained load the copied pages piled up in the OS's page cache, and
-/// the writer's WAL restart wrote them all in one fsync: 275–880 ms with
-/// the writer stalled, every ~10 s at half the peak batch rate (p99
-/// 565–756 ms over 40 s). Once the WAL holds more than `SYNC_DB_FRAMES`,
-/// which only sustained load reaches, the checkpointer therefore syncs the
-/// database file after each checkpoint that copied pages, off the writer's
-/// path, and the restart has little left to write. Below it (bursty load, short
-/// runs) the database is not synced here: each sync's writeback delays
-/// the commits' WAL fsyncs queued behind it (docs/store.md).
+/// SQLite itself syncs the database file only when a checkpoint has copied
+/// the whole WAL, which never happens while commits keep coming: the copied
+/// pages would pile up in the OS's page cache until a restart or the
+/// kernel's writeback wrote them all at once, with the commits' fsyncs
+/// queued behind (0.3–0.9 s stalls under sustained load).
 fn checkpointer(
     path: &Path,
     config: &StoreConfig,
@@ -478,20 +479,27 @@ fn checkpointer(
         .name("store-checkpoint".into())
         .spawn(move || {
             let mut synced_up_to = 0;
+            let mut pause = CHECKPOINT_EVERY;
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(CHECKPOINT_EVERY);
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(CHECKPOINT_IDLE_MAX);
                 // (busy, frames in the WAL, frames checkpointed)
                 let res = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                     Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
                 });
                 match res {
                     Ok((frames, copied)) => {
-                        if frames > SYNC_DB_FRAMES && copied != synced_up_to {
-                            if let Err(e) = db.sync_data() {
-                                tracing::warn!(error = %e, "store database sync failed; will retry");
-                            } else {
-                                synced_up_to = copied;
+                        // A checkpoint that copied the whole WAL was synced
+                        // by SQLite; one that copied nothing needs no sync.
+                        if copied != synced_up_to {
+                            pause = CHECKPOINT_EVERY;
+                            if copied < frames {
+                                if let Err(e) = db.sync_data() {
+                                    tracing::warn!(error = %e, "store database sync failed; will retry");
+                                    continue;
+                                }
                             }
+                            synced_up_to = copied;
                         }
                         if frames > WAL_RESTART_FRAMES {
                             wal_restart.store(true, Ordering::Relaxed)
