@@ -493,13 +493,11 @@ fn checkpointer(
                         // by SQLite; one that copied nothing needs no sync.
                         if copied != synced_up_to {
                             pause = CHECKPOINT_EVERY;
-                            if copied < frames {
-                                if let Err(e) = db.sync_data() {
-                                    tracing::warn!(error = %e, "store database sync failed; will retry");
-                                    continue;
-                                }
+                            let synced = if copied < frames { db.sync_data() } else { Ok(()) };
+                            match synced {
+                                Ok(()) => synced_up_to = copied,
+                                Err(e) => tracing::warn!(error = %e, "store database sync failed; will retry"),
                             }
-                            synced_up_to = copied;
                         }
                         if frames > WAL_RESTART_FRAMES {
                             wal_restart.store(true, Ordering::Relaxed)
