@@ -72,8 +72,7 @@ impl TestServer {
     }
 
     async fn wait_ready(&self) {
-        let base = format!("http://{}", self.addr);
-        wait_ready(&self.http, &base, Duration::from_secs(5)).await;
+        wait_ready(&self.http, &self.url(""), Duration::from_secs(5)).await;
     }
 
     /// POSTs a webhook body (JSON) to `path` with optional extra headers.
