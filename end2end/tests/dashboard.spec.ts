@@ -95,7 +95,10 @@ test('mailing detail shows the funnel and bounces, and exports CSV', async ({ pa
   expect(csv.length - 1).toBe(40 + 20 + 8 + 4);
   expect(csv.filter((l) => l.includes(',sent,')).length).toBe(40);
 
-  // Live: a new open shows without reload.
+  // Live: a new open shows without reload. The 2 s are the link's budget,
+  // so the clock starts once the page has hydrated and the link is up (on a
+  // loaded machine the debug wasm alone can take longer than that).
+  await expect(page.getByTestId('link-status')).toHaveText('live');
   await mailpulse.postEvents({ type: 'open', mailingId: '4711', recipientId: 'r1', timestamp: now() });
   await expect(page.getByTestId('funnel-opened')).toHaveText('21', { timeout: 2_000 });
 });
