@@ -326,6 +326,11 @@ pub struct StoreConfig {
     pub retention_interval_secs: u64,
     /// Most requests one transaction commits together (group commit).
     pub max_group_requests: usize,
+    /// A group stops taking requests once it holds this many items (events
+    /// and quarantined items). It bounds how long one commit keeps the
+    /// writer, and so how long the requests behind it wait; a single
+    /// request is never split, so one larger than this commits alone.
+    pub max_group_events: usize,
 }
 
 impl Default for StoreConfig {
@@ -336,6 +341,7 @@ impl Default for StoreConfig {
             rollups_retention_days: 400,
             retention_interval_secs: 3600,
             max_group_requests: 512,
+            max_group_events: 2_000,
         }
     }
 }
@@ -512,6 +518,9 @@ impl Config {
         crate::alerts::rule_set(self, &[]).map_err(|e| anyhow::anyhow!("alert rules: {e}"))?;
         if self.store.max_group_requests == 0 {
             anyhow::bail!("store.max_group_requests must be positive");
+        }
+        if self.store.max_group_events == 0 {
+            anyhow::bail!("store.max_group_events must be positive");
         }
         Ok(())
     }

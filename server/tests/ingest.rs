@@ -6,6 +6,7 @@ mod common;
 use common::TestServer;
 use mailpulse::config::{Secret, SourceAuth, SourceConfig};
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const HOOK: &str = "/webhooks/optimizely";
@@ -300,6 +301,63 @@ async fn every_refusal_has_its_status_and_a_json_reason() {
     let (s, code, msg) = error_of(r).await;
     assert_eq!((s, code.as_str()), (415, "unsupported_media_type"));
     assert!(msg.contains("application/json"), "{msg}");
+    server.stop().await;
+}
+
+/// Posts `n` requests of `size` events while writes are paused, so they
+/// queue up, then lets the writer go; returns how many commits it took.
+async fn commits_for_backlog(server: &TestServer, n: usize, size: usize) -> u64 {
+    let commits = || server.state.store.stats.commits.load(Ordering::Relaxed);
+    let before = commits();
+    let pause = server.state.store.pause_writes();
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let http = server.http.clone();
+        let url = server.url(HOOK);
+        let body = events(&format!("g{n}-{size}-{i}"), size).to_string();
+        pending.push(tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }));
+    }
+    // All of them queued: the writer holds the first, the queue the rest.
+    let queued = || server.state.store.queued();
+    for _ in 0..200 {
+        if queued() + 1 >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(queued() + 1, n, "every request queued behind the pause");
+    drop(pause);
+    for p in pending {
+        assert_eq!(p.await.unwrap().status(), 200);
+    }
+    commits() - before
+}
+
+#[tokio::test]
+async fn a_backlog_commits_in_groups_bounded_by_requests_and_by_events() {
+    let server = TestServer::start_with(|c| {
+        c.store.max_group_requests = 4;
+        c.store.max_group_events = 250;
+    })
+    .await;
+    // Single events: the request limit cuts 12 requests into 3 groups.
+    assert_eq!(commits_for_backlog(&server, 12, 1).await, 3);
+    // 100-event batches: the event limit, 3 batches (300 ≥ 250) per group
+    // (the request limit alone would make 3 groups of 4).
+    assert_eq!(commits_for_backlog(&server, 12, 100).await, 4);
+    // A request larger than the limit is not split; it commits alone.
+    assert_eq!(commits_for_backlog(&server, 2, 400).await, 2);
+    assert_eq!(
+        count(&server, "SELECT COUNT(*) FROM events").await,
+        12 + 1_200 + 800
+    );
     server.stop().await;
 }
 

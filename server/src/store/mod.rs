@@ -137,7 +137,10 @@ impl Store {
             live,
             stats.clone(),
             gate.clone(),
-            config.store.max_group_requests,
+            writer::GroupLimits {
+                requests: config.store.max_group_requests,
+                items: config.store.max_group_events,
+            },
             wal_restart,
         )?;
         Ok(Store {
@@ -342,6 +345,12 @@ impl Store {
             f(&conn)
         })
         .await?
+    }
+
+    /// Commands waiting in the writer's queue (not counting the group
+    /// being written).
+    pub fn queued(&self) -> usize {
+        self.capacity - self.tx.capacity()
     }
 
     /// Stops writes while the returned guard lives.

@@ -107,13 +107,22 @@ pub struct Committed {
     pub dispatch: SentMatch,
 }
 
+/// How large one group commit may grow. The writer stops taking queued
+/// requests once either limit is reached.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GroupLimits {
+    pub requests: usize,
+    /// Events and quarantined items of all the group's requests.
+    pub items: usize,
+}
+
 pub(crate) fn spawn(
     conn: Connection,
     rx: mpsc::Receiver<Cmd>,
     live: LiveHandle,
     stats: Arc<StoreStats>,
     gate: Arc<Mutex<()>>,
-    max_group: usize,
+    limits: GroupLimits,
     wal_restart: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     std::thread::Builder::new()
@@ -131,7 +140,7 @@ pub(crate) fn spawn(
                 live,
                 stats,
                 gate,
-                max_group,
+                limits,
                 dispatch_mailings,
                 wal_restart,
             }
@@ -145,7 +154,7 @@ struct Writer {
     live: LiveHandle,
     stats: Arc<StoreStats>,
     gate: Arc<Mutex<()>>,
-    max_group: usize,
+    limits: GroupLimits,
     dispatch_mailings: DispatchMailings,
     /// Raised by the checkpointer when the WAL has grown past
     /// `WAL_RESTART_FRAMES` under continuous load.
@@ -165,6 +174,7 @@ impl Writer {
             let gate = self.gate.clone();
             let _held = gate.lock().unwrap_or_else(|p| p.into_inner());
             let mut group = Vec::new();
+            let mut items = 0;
             let mut others = Vec::new();
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
@@ -174,15 +184,26 @@ impl Writer {
                         batch,
                         keys,
                         reply,
-                    } => group.push(Pending {
-                        source,
-                        batch,
-                        keys,
-                        reply,
-                    }),
+                    } => {
+                        items += batch.events.len() + batch.quarantined.len();
+                        group.push(Pending {
+                            source,
+                            batch,
+                            keys,
+                            reply,
+                        })
+                    }
                     other => others.push(other),
                 }
-                if group.len() < self.max_group && others.is_empty() {
+                // Bounded by items too: a backlog of large batches drained
+                // in one transaction would hold every request in it until
+                // the last event is written (at ~6 µs of writer time per
+                // event, 512 batches of 100 take 300 ms); in groups of
+                // ~2,000 items the first ones are answered after ~12 ms.
+                if group.len() < self.limits.requests
+                    && items < self.limits.items
+                    && others.is_empty()
+                {
                     next = rx.try_recv().ok();
                 }
             }
