@@ -304,6 +304,21 @@ async fn every_refusal_has_its_status_and_a_json_reason() {
     server.stop().await;
 }
 
+/// POSTs `body` to the default source on a task of its own, so the test
+/// can go on while the request waits for the writer.
+fn spawn_post(server: &TestServer, body: Value) -> tokio::task::JoinHandle<reqwest::Response> {
+    let http = server.http.clone();
+    let url = server.url(HOOK);
+    tokio::spawn(async move {
+        http.post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    })
+}
+
 /// Posts `n` requests of `size` events while writes are paused, so they
 /// queue up, then lets the writer go; returns how many commits it took.
 async fn commits_for_backlog(server: &TestServer, n: usize, size: usize) -> u64 {
@@ -312,17 +327,10 @@ async fn commits_for_backlog(server: &TestServer, n: usize, size: usize) -> u64 
     let pause = server.state.store.pause_writes();
     let mut pending = Vec::new();
     for i in 0..n {
-        let http = server.http.clone();
-        let url = server.url(HOOK);
-        let body = events(&format!("g{n}-{size}-{i}"), size).to_string();
-        pending.push(tokio::spawn(async move {
-            http.post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-        }));
+        pending.push(spawn_post(
+            server,
+            events(&format!("g{n}-{size}-{i}"), size),
+        ));
     }
     // All of them queued: the writer holds the first, the queue the rest.
     let queued = || server.state.store.queued();
@@ -368,17 +376,7 @@ async fn full_store_queue_answers_503_with_retry_after_and_loses_nothing() {
     let mut pending = Vec::new();
     let mut refused = None;
     for i in 0..10 {
-        let http = server.http.clone();
-        let url = server.url(HOOK);
-        let body = events(&format!("q{i}"), 3);
-        let req = tokio::spawn(async move {
-            http.post(url)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-        });
+        let req = spawn_post(&server, events(&format!("q{i}"), 3));
         tokio::time::sleep(Duration::from_millis(150)).await;
         if req.is_finished() {
             refused = Some(req.await.unwrap());
