@@ -347,6 +347,8 @@ async fn openapi_documents_every_route_and_metrics_are_prometheus_text() {
         "mailpulse_events_quarantined_total",
         "mailpulse_store_commit_seconds_bucket",
         "mailpulse_store_ingest_seconds_bucket",
+        "mailpulse_store_queue_depth 0",
+        "mailpulse_store_queue_capacity 4096",
         "mailpulse_websocket_clients",
         "mailpulse_websocket_resyncs_total",
         "mailpulse_webhook_lag_p95_seconds",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{metric, TestServer};
 use mailpulse::config::{Secret, SourceAuth, SourceConfig};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -390,12 +390,16 @@ async fn full_store_queue_answers_503_with_retry_after_and_loses_nothing() {
     let (_, code, msg) = error_of(refused).await;
     assert_eq!(code, "unavailable");
     assert!(msg.contains("busy"), "{msg}");
-    // Writer (1) + queue (2) hold the waiting requests.
+    // Writer (1) + queue (2) hold the waiting requests; `/metrics` shows
+    // the full queue.
     assert_eq!(pending.len(), 3);
+    assert_eq!(metric(&server, "mailpulse_store_queue_depth").await, 2.0);
+    assert_eq!(metric(&server, "mailpulse_store_queue_capacity").await, 2.0);
     drop(pause);
     for p in pending {
         assert_eq!(p.await.unwrap().status(), 200);
     }
+    assert_eq!(metric(&server, "mailpulse_store_queue_depth").await, 0.0);
     assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 9);
     server.stop().await;
 }

@@ -353,6 +353,11 @@ impl Store {
         self.capacity - self.tx.capacity()
     }
 
+    /// How many commands the writer's queue holds before ingest answers 503.
+    pub fn queue_capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Stops writes while the returned guard lives.
     pub fn pause_writes(&self) -> WritePause<'_> {
         WritePause(self.gate.lock().unwrap_or_else(|p| p.into_inner()))

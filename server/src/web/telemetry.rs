@@ -3,7 +3,7 @@
 //! store's and the hub's counters and from the live overview.
 
 use crate::hub::Hub;
-use crate::store::{Store, StoreStats};
+use crate::store::Store;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::header;
@@ -17,10 +17,17 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-#[derive(Debug)]
 struct Health {
-    store: Arc<StoreStats>,
+    /// The handle, not just its counters: the queue depth is read from the
+    /// writer's channel at scrape time.
+    store: Store,
     hub: Arc<Hub>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").finish_non_exhaustive()
+    }
 }
 
 fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
@@ -35,7 +42,7 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt:
 
 impl Collector for Health {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
-        let s = &self.store;
+        let s = &self.store.stats;
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         counter(
             &mut e,
@@ -72,6 +79,20 @@ impl Collector for Health {
             "ingest_busy_rejections",
             "Webhook requests answered 503 because the store queue was full.",
             get(&s.busy_rejections),
+        )?;
+        // Depth against capacity says how close ingest is to answering 503:
+        // a queue that stays deep means the writer cannot keep up.
+        gauge(
+            &mut e,
+            "store_queue_depth",
+            "Requests waiting for the store writer (not counting the group being written).",
+            self.store.queued() as f64,
+        )?;
+        gauge(
+            &mut e,
+            "store_queue_capacity",
+            "Requests the store queue holds before ingest answers 503 (ingest.queue_capacity).",
+            self.store.queue_capacity() as f64,
         )?;
         let h = &self.hub.stats;
         gauge(
@@ -156,7 +177,7 @@ pub fn registry(store: &Store, hub: &Arc<Hub>) -> Arc<Registry> {
         store.stats.ingest_seconds.clone(),
     );
     r.register_collector(Box::new(Health {
-        store: store.stats.clone(),
+        store: store.clone(),
         hub: hub.clone(),
     }));
     Arc::new(r)

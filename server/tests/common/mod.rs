@@ -145,6 +145,23 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str, within: Duration) {
 }
 
 /// GETs `url` and decodes its JSON answer.
+/// The value of one sample in `/metrics`, by its full name.
+pub async fn metric(server: &TestServer, name: &str) -> f64 {
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+}
+
 pub async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> serde_json::Value {
     http.get(url)
         .send()
