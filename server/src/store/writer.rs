@@ -258,7 +258,9 @@ impl Writer {
         let result = (|| -> anyhow::Result<(Vec<IngestOutcome>, Vec<Committed>)> {
             let tx = self.conn.transaction()?;
             let mut outcomes = Vec::with_capacity(group.len());
-            let mut committed = Vec::new();
+            // Sized up front: growing it moved every event's struct again.
+            let mut committed =
+                Vec::with_capacity(group.iter().map(|p| p.batch.events.len()).sum());
             let mut rollups = Rollups::default();
             let mut inserts = Inserts::prepare(&tx)?;
             for p in &mut group {
