@@ -144,7 +144,6 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str, within: Duration) {
     }
 }
 
-/// GETs `url` and decodes its JSON answer.
 /// The value of one sample in `/metrics`, by its full name.
 pub async fn metric(server: &TestServer, name: &str) -> f64 {
     let text = server
@@ -162,6 +161,7 @@ pub async fn metric(server: &TestServer, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
 }
 
+/// GETs `url` and decodes its JSON answer.
 pub async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> serde_json::Value {
     http.get(url)
         .send()
