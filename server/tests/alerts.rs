@@ -9,7 +9,7 @@ mod common;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::{get_json, wait_ready, TestServer};
+use common::{get_json, get_text, wait_ready, TestServer};
 use mailpulse::config::{ChannelConfig, OptimizelyConfig, Secret};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -619,15 +619,11 @@ async fn dispatches_are_idempotent_and_the_stuck_list_asks_optimizely() {
     assert_eq!(list[0]["recipient_id"], "r1");
     assert_eq!(list[0]["optimizely_status"], "enqueued");
     assert_eq!(*asked.lock().unwrap(), vec!["m1".to_string()]);
-    let csv = server
-        .http
-        .get(server.url("/api/v1/dispatches/stuck?older_than=1m&format=csv"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = get_text(
+        &server.http,
+        server.url("/api/v1/dispatches/stuck?older_than=1m&format=csv"),
+    )
+    .await;
     assert!(
         csv.lines().nth(1).unwrap().starts_with("m1,9001,r1,"),
         "{csv}"

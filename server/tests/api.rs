@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{get_text, TestServer};
 use mailpulse::config::Secret;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -332,15 +332,7 @@ async fn openapi_documents_every_route_and_metrics_are_prometheus_text() {
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&server.http, server.url("/metrics")).await;
     for name in [
         "mailpulse_events_accepted_total 139",
         "mailpulse_events_duplicate_total",

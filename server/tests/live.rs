@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{overall, Follower, TestServer};
+use common::{get_json, overall, Follower, TestServer};
 use futures_util::SinkExt;
 use mailpulse_app::protocol::{ServerMsg, TopicState, Window};
 use serde_json::{json, Value};
@@ -323,15 +323,7 @@ async fn restart_rebuilds_the_live_state_from_the_store() {
                 && o.summary.overall.window(Window::M1).lag.map(|l| l.count) == Some(68)
         })
         .await;
-    let detail_before: Value = server
-        .http
-        .get(server.url("/api/v1/mailings/camp"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail_before = get_json(&server.http, server.url("/api/v1/mailings/camp")).await;
     drop(f);
     server.stop().await;
 

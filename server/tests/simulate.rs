@@ -5,7 +5,7 @@
 mod common;
 
 use clap::Parser;
-use common::TestServer;
+use common::{get_json, TestServer};
 use mailpulse::sim::{self, SimArgs};
 use serde_json::Value;
 use std::time::Duration;
@@ -87,15 +87,11 @@ async fn a_campaign_lands_at_its_promised_hard_bounce_rate() {
 /// type, mailing, recipient, link and bounce category, and its time relative
 /// to the first event.
 async fn stored_traffic(server: &TestServer) -> Vec<(String, i64)> {
-    let v: Value = server
-        .http
-        .get(server.url("/api/v1/events?limit=100000&unmasked=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(
+        &server.http,
+        server.url("/api/v1/events?limit=100000&unmasked=true"),
+    )
+    .await;
     let events = v["events"].as_array().unwrap();
     let time = |e: &Value| {
         chrono::DateTime::parse_from_rfc3339(e["event_time"].as_str().unwrap())

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{overall, Follower, TestServer};
+use common::{get_text, overall, Follower, TestServer};
 use mailpulse::config::Secret;
 use mailpulse_app::protocol::{ServerMsg, TopicState};
 use serde_json::{json, Value};
@@ -131,15 +131,7 @@ async fn overview_is_rendered_on_the_server_with_counts() {
     // The engine publishes on its tick; wait for the page to show it.
     let mut html = String::new();
     for _ in 0..50 {
-        html = server
-            .http
-            .get(server.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        html = get_text(&server.http, server.url("/")).await;
         if count_in_html(&html, "click") == Some(2) {
             break;
         }

@@ -146,15 +146,7 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str, within: Duration) {
 
 /// The value of one sample in `/metrics`, by its full name.
 pub async fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&server.http, server.url("/metrics")).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
@@ -170,6 +162,17 @@ pub async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> ser
         .json()
         .await
         .expect("a JSON answer")
+}
+
+/// GETs `url` and returns its answer as text.
+pub async fn get_text(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    http.get(url)
+        .send()
+        .await
+        .expect("request sent")
+        .text()
+        .await
+        .expect("a text answer")
 }
 
 /// Next protocol message, skipping heartbeats and control frames.
