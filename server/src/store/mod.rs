@@ -88,7 +88,7 @@ impl StoreStats {
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
 
 /// A cheap-to-clone handle on the store.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Store {
     tx: mpsc::Sender<writer::Cmd>,
     capacity: usize,

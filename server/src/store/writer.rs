@@ -208,7 +208,7 @@ impl Writer {
                 }
             }
             if !group.is_empty() {
-                self.commit_group(group);
+                self.commit_group(group, items);
             }
             if self.wal_restart.swap(false, Ordering::Relaxed) {
                 self.restart_wal();
@@ -253,14 +253,16 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, mut group: Vec<Pending>) {
+    /// `items`: the group's events and quarantined items, counted while
+    /// gathering it.
+    fn commit_group(&mut self, mut group: Vec<Pending>, items: usize) {
         let started = Instant::now();
         let result = (|| -> anyhow::Result<(Vec<IngestOutcome>, Vec<Committed>)> {
             let tx = self.conn.transaction()?;
             let mut outcomes = Vec::with_capacity(group.len());
-            // Sized up front: growing it moved every event's struct again.
-            let mut committed =
-                Vec::with_capacity(group.iter().map(|p| p.batch.events.len()).sum());
+            // Sized up front (at most `items` events): growing it moved
+            // every event's struct again.
+            let mut committed = Vec::with_capacity(items);
             let mut rollups = Rollups::default();
             let mut inserts = Inserts::prepare(&tx)?;
             for p in &mut group {

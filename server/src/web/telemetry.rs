@@ -17,17 +17,12 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+#[derive(Debug)]
 struct Health {
     /// The handle, not just its counters: the queue depth is read from the
     /// writer's channel at scrape time.
     store: Store,
     hub: Arc<Hub>,
-}
-
-impl std::fmt::Debug for Health {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Health").finish_non_exhaustive()
-    }
 }
 
 fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
