@@ -124,6 +124,81 @@ async fn stored_events_keep_raw_json_and_parsed_columns() {
     server.stop().await;
 }
 
+/// POSTs `body` as sent (not re-serialised), JSON content type.
+async fn post_text(server: &TestServer, body: &str) -> Value {
+    let r = server
+        .http
+        .post(server.url(HOOK))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_is_kept_once_compressed_and_each_event_reads_back_as_sent() {
+    let server = TestServer::start().await;
+    // Spacing, escapes, unicode and unknown fields, as a sender wrote them.
+    let items = [
+        r#"{"type":"sent", "mailingId":77,"recipientId":"a","timestamp":1766999000001,"x":"\u00fc ü"}"#,
+        r#"{ "type" : "OPEN","mailingId":"77","recipientId":"b","timestamp":1766999000002 }"#,
+        r#"{"type":"click","mailingId":77,"recipientId":"c","link":"https://e.test/?q=1&r=\"2\"","timestamp":1766999000003}"#,
+    ];
+    let body = format!("[\n  {},\n  {} ,{},7]", items[0], items[1], items[2]);
+    let receipt = post_text(&server, &body).await;
+    assert_eq!(
+        receipt,
+        json!({"accepted": 3, "duplicates": 0, "quarantined": 1})
+    );
+    // One compressed body; the events hold spans of it, not copies.
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM raw_bodies").await, 1);
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(*) FROM events WHERE raw = '' AND body_id IS NOT NULL"
+        )
+        .await,
+        3
+    );
+    // Read back through the API, newest first: each item exactly as sent.
+    let listed = common::get_json(
+        &server.http,
+        server.url("/api/v1/events?mailing=77&unmasked=true"),
+    )
+    .await;
+    let raws: Vec<&str> = listed["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .map(|e| e["raw"].as_str().unwrap())
+        .collect();
+    assert_eq!(raws, [items[2], items[1], items[0]]);
+
+    // The same batch again stores nothing, not even its body.
+    let receipt = post_text(&server, &body).await;
+    assert_eq!(receipt["duplicates"], 3);
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM raw_bodies").await, 1);
+    // A single event stays inline.
+    post_text(
+        &server,
+        r#"{"type":"sent","mailingId":77,"recipientId":"d","timestamp":1766999000004}"#,
+    )
+    .await;
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM raw_bodies").await, 1);
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(*) FROM events WHERE body_id IS NULL AND raw LIKE '{%'"
+        )
+        .await,
+        1
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn unique_openers_are_exact() {
     let server = TestServer::start().await;
@@ -509,8 +584,10 @@ async fn retention_deletes_old_events_and_rollups() {
         .apply_retention(now + 1_000, 0)
         .await
         .unwrap();
-    assert_eq!(n, 12);
+    assert_eq!(n, 12 + 1);
     assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 0);
+    // The batch's raw body went with its events.
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM raw_bodies").await, 0);
     assert_eq!(
         count(&server, "SELECT SUM(sent) FROM rollup_minute").await,
         12
@@ -534,5 +611,28 @@ async fn retention_deletes_old_events_and_rollups() {
         .await
         .unwrap();
     assert_eq!(r["accepted"], 12);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retention_keeps_the_raw_bodies_of_kept_events() {
+    let server = TestServer::start().await;
+    server.post_json(HOOK, &events("older", 5), &[]).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cut = chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    server.post_json(HOOK, &events("newer", 4), &[]).await;
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM raw_bodies").await, 2);
+    let n = server.state.store.apply_retention(cut, 0).await.unwrap();
+    assert_eq!(n, 5 + 1);
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM raw_bodies").await, 1);
+    // The kept events still read back whole.
+    let listed = common::get_json(&server.http, server.url("/api/v1/events?unmasked=true")).await;
+    let listed = listed["events"].as_array().unwrap();
+    assert_eq!(listed.len(), 4);
+    for e in listed {
+        let raw: Value = serde_json::from_str(e["raw"].as_str().unwrap()).unwrap();
+        assert_eq!(raw["recipientId"], e["recipient_id"]);
+    }
     server.stop().await;
 }

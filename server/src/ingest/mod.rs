@@ -98,7 +98,7 @@ async fn ingest(state: AppState, source: &str, req: Request) -> Result<Json<Rece
         parse::parse_body(&body, received_at).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let outcome = state
         .store
-        .ingest(guard.name.clone(), batch)
+        .ingest(guard.name.clone(), body, batch)
         .await
         .map_err(|e| match e {
             StoreError::Busy(_) => ApiError::Unavailable {

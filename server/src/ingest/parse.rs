@@ -14,6 +14,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// Earliest event time accepted from a payload (2000-01-01T00:00:00Z, ms).
 /// Anything earlier is a unit mistake or garbage, not a real event.
@@ -80,11 +81,18 @@ pub struct Event {
     pub bounce_reason: Option<String>,
     /// A transactional mail's `mailId`, where the payload carries one.
     pub mail_id: Option<String>,
-    /// The item exactly as received (re-serialised), every unknown field kept.
-    pub raw: String,
+    /// Where the item's JSON lies in the request body (a byte range): the
+    /// store keeps it exactly as received, every unknown field with it,
+    /// without a copy per event here.
+    pub raw: Range<usize>,
 }
 
 impl Event {
+    /// The item's JSON as received, given the body it was parsed from.
+    pub fn raw_in<'a>(&self, body: &'a str) -> &'a str {
+        &body[self.raw.clone()]
+    }
+
     /// Who this event is about, for unique openers/clickers and dispatch
     /// matching: the recipient id, else the address.
     pub fn recipient_key(&self) -> Option<&str> {
@@ -141,7 +149,7 @@ pub fn parse_body(body: &[u8], received_at: i64) -> Result<ParsedBatch, BodyErro
                     // object is JSON whitespace: the trimmed text is its raw
                     // JSON, as `RawValue` would give it.
                     let mut batch = ParsedBatch::default();
-                    match parse_fields(&obj, text.trim(), received_at) {
+                    match parse_fields(&obj, text.trim(), text, received_at) {
                         Ok(e) => batch.events.push(e),
                         Err(q) => batch.quarantined.push(q),
                     }
@@ -159,7 +167,7 @@ pub fn parse_body(body: &[u8], received_at: i64) -> Result<ParsedBatch, BodyErro
     }
     let mut batch = ParsedBatch::default();
     for raw in items {
-        match parse_item(raw, received_at)? {
+        match parse_item(raw, text, received_at)? {
             Ok(e) => batch.events.push(e),
             Err(q) => batch.quarantined.push(q),
         }
@@ -321,7 +329,11 @@ fn text_field(obj: &Fields, names: &[&str]) -> Option<String> {
 /// One item of an array body: an event, or the reason it is quarantined.
 /// The outer error is a JSON error inside an item already split as valid
 /// JSON, which cannot happen but is not unwrapped.
-fn parse_item(raw: &RawValue, received_at: i64) -> Result<Result<Event, Quarantined>, BodyError> {
+fn parse_item(
+    raw: &RawValue,
+    body: &str,
+    received_at: i64,
+) -> Result<Result<Event, Quarantined>, BodyError> {
     if !raw.get().starts_with('{') {
         return Ok(Err(Quarantined {
             reason: format!("item is {}, not an event object", raw_kind(raw)),
@@ -330,10 +342,27 @@ fn parse_item(raw: &RawValue, received_at: i64) -> Result<Result<Event, Quaranti
         }));
     }
     let obj: Fields = serde_json::from_str(raw.get()).map_err(json_err)?;
-    Ok(parse_fields(&obj, raw.get(), received_at))
+    Ok(parse_fields(&obj, raw.get(), body, received_at))
 }
 
-fn parse_fields(obj: &Fields, raw: &str, received_at: i64) -> Result<Event, Quarantined> {
+/// The byte range of `part` in `body`; `part` is always a slice of it (the
+/// JSON values are borrowed from the body, never copied).
+fn span_of(part: &str, body: &str) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+    assert!(
+        start <= body.len() && part.len() <= body.len() - start,
+        "an item's JSON is not a slice of its body"
+    );
+    start..start + part.len()
+}
+
+/// `raw` is the item's JSON, a slice of `body`.
+fn parse_fields(
+    obj: &Fields,
+    raw: &str,
+    body: &str,
+    received_at: i64,
+) -> Result<Event, Quarantined> {
     let quarantine = |reason: String| Quarantined {
         reason,
         raw: raw.to_string(),
@@ -409,7 +438,7 @@ fn parse_fields(obj: &Fields, raw: &str, received_at: i64) -> Result<Event, Quar
         bounce_category,
         bounce_reason,
         mail_id: id_field(obj, &["mailid", "transactionalmailid"]),
-        raw: raw.to_string(),
+        raw: span_of(raw, body),
     })
 }
 
@@ -723,10 +752,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_unicode_are_kept_in_raw() {
-        let e = one(
-            json!({"type":"click","link":"https://x.test/ä?q=1","vendorExtra":{"deep":[1,2,"✓"]}}),
-        );
-        let raw: Value = serde_json::from_str(&e.raw).unwrap();
+        let body =
+            json!({"type":"click","link":"https://x.test/ä?q=1","vendorExtra":{"deep":[1,2,"✓"]}})
+                .to_string();
+        let e = one_text(&body);
+        let raw: Value = serde_json::from_str(e.raw_in(&body)).unwrap();
         assert_eq!(raw["vendorExtra"]["deep"][2], "✓");
         assert_eq!(e.link.as_deref(), Some("https://x.test/ä?q=1"));
     }
@@ -768,8 +798,29 @@ mod tests {
         assert_eq!(e.media_type.as_deref(), Some("SMS"));
         assert_eq!(e.address.as_deref(), Some("+4912345"));
         // Whitespace around a single object is not part of its raw text.
-        let e = one_text(" \n {\"type\":\"sent\"}\t ");
-        assert_eq!(e.raw, r#"{"type":"sent"}"#);
+        let body = " \n {\"type\":\"sent\"}\t ";
+        assert_eq!(one_text(body).raw_in(body), r#"{"type":"sent"}"#);
+    }
+
+    #[test]
+    fn raw_spans_point_at_each_item_as_sent() {
+        // Items of an array, of a wrapped list, with escapes and unicode:
+        // each span is the item's exact text in the body.
+        let body = r#" [ {"type":"sent", "x":"ü\u00fc"} ,{"type" : "open"},7,
+            {"type":"click","link":"a"} ] "#;
+        let b = parse_body(body.as_bytes(), NOW).unwrap();
+        let raws: Vec<&str> = b.events.iter().map(|e| e.raw_in(body)).collect();
+        assert_eq!(
+            raws,
+            [
+                r#"{"type":"sent", "x":"ü\u00fc"}"#,
+                r#"{"type" : "open"}"#,
+                r#"{"type":"click","link":"a"}"#
+            ]
+        );
+        let body = r#"{"events":[{"type":"sent"},{"type":"bounce"}]}"#;
+        let b = parse_body(body.as_bytes(), NOW).unwrap();
+        assert_eq!(b.events[1].raw_in(body), r#"{"type":"bounce"}"#);
     }
 
     fn one_text(body: &str) -> Event {
@@ -851,7 +902,7 @@ mod tests {
                     }
                     for e in &batch.events {
                         prop_assert!(e.event_time > 0);
-                        let raw: Value = serde_json::from_str(&e.raw).unwrap();
+                        let raw: Value = serde_json::from_str(e.raw_in(&text)).unwrap();
                         prop_assert!(raw.is_object());
                     }
                 }

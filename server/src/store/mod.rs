@@ -6,6 +6,7 @@
 //! server uses; `docs/store.md` describes the schema.
 
 pub mod dispatch;
+pub mod raw;
 pub mod retention;
 pub mod schema;
 mod writer;
@@ -13,6 +14,7 @@ mod writer;
 use crate::config::{Config, StoreConfig};
 use crate::ingest::parse::ParsedBatch;
 use crate::metrics::LiveHandle;
+use bytes::Bytes;
 use r2d2_sqlite::rusqlite::{Connection, OpenFlags};
 use r2d2_sqlite::SqliteConnectionManager;
 use std::path::{Path, PathBuf};
@@ -154,19 +156,26 @@ impl Store {
         })
     }
 
-    /// Stores a parsed batch and answers once it is durably committed.
-    /// Never waits for room in the queue: a full queue is [`StoreError::Busy`].
+    /// Stores a batch parsed from `body` (its events' raw JSON are spans of
+    /// it) and answers once it is durably committed. Never waits for room
+    /// in the queue: a full queue is [`StoreError::Busy`].
     pub async fn ingest(
         &self,
         source: Arc<str>,
+        body: Bytes,
         batch: ParsedBatch,
     ) -> Result<IngestOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
+        // Hashing and compressing run on the request's thread, not the
+        // single writer's.
         let keys = batch.events.iter().map(|e| dedup_key(&source, e)).collect();
+        let raw = raw::RawBody::for_request(body, batch.events.len())
+            .map_err(|e| StoreError::Failed(format!("could not compress the body: {e}")))?;
         let handed = Instant::now();
         let cmd = writer::Cmd::Ingest {
             source,
             batch,
+            raw,
             keys,
             reply,
         };
@@ -205,6 +214,7 @@ impl Store {
         let mut step = writer::RetentionStep::Events {
             up_to_id: boundary.unwrap_or(0),
             events_before,
+            last_body: None,
         };
         loop {
             let (reply, answer) = oneshot::channel();

@@ -207,6 +207,20 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     );
     "#,
     ),
+    (
+        5,
+        "batches' raw JSON kept once per request body, compressed",
+        r#"
+    CREATE TABLE raw_bodies (
+        id          INTEGER PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        body        BLOB NOT NULL
+    );
+    ALTER TABLE events ADD COLUMN body_id INTEGER;
+    ALTER TABLE events ADD COLUMN raw_start INTEGER;
+    ALTER TABLE events ADD COLUMN raw_len INTEGER;
+    "#,
+    ),
 ];
 
 /// Brings the database to the newest schema.

@@ -11,12 +11,15 @@
 use super::dispatch::{
     self, DispatchMailings, DispatchOutcome, DispatchReport, DispatchUpdate, SentMatch,
 };
+use super::raw::RawBody;
 use super::{StoreError, StoreStats};
 use crate::ingest::parse::{Event, ParsedBatch};
 use crate::metrics::engine::Update;
 use crate::metrics::LiveHandle;
 use mailpulse_app::protocol::{BounceKind, Counters, EventType};
-use r2d2_sqlite::rusqlite::{params, CachedStatement, Connection, ToSql, Transaction};
+use r2d2_sqlite::rusqlite::{
+    params, CachedStatement, Connection, OptionalExtension, ToSql, Transaction,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,11 +29,16 @@ use tokio::sync::{mpsc, oneshot};
 /// Rows deleted per retention transaction: small enough that ingest,
 /// which shares the writer, never waits long.
 const RETENTION_CHUNK: i64 = 5_000;
+/// Raw bodies deleted per retention transaction (each up to the request
+/// size limit, 1 MiB by default, before compression).
+const BODIES_CHUNK: i64 = 500;
 
 pub(crate) enum Cmd {
     Ingest {
         source: Arc<str>,
         batch: ParsedBatch,
+        /// The request body the events' raw JSON are spans of.
+        raw: RawBody,
         /// `dedup_key` of each event, computed by the caller so hashing
         /// runs on the request's thread, not the single writer's.
         keys: Vec<[u8; 16]>,
@@ -82,8 +90,21 @@ impl ToSql for Param {
 /// Where a retention pass is; each step is one small transaction.
 #[derive(Clone, Debug)]
 pub(crate) enum RetentionStep {
-    Events { up_to_id: i64, events_before: i64 },
-    Rollups { events_before: i64 },
+    Events {
+        up_to_id: i64,
+        events_before: i64,
+        /// The largest `body_id` of the events deleted so far.
+        last_body: Option<i64>,
+    },
+    /// Raw bodies below `below`: no event is left that points at them
+    /// (bodies and events are numbered in the same commit order).
+    Bodies {
+        below: i64,
+        events_before: i64,
+    },
+    Rollups {
+        events_before: i64,
+    },
     Firsts,
 }
 
@@ -164,6 +185,7 @@ struct Writer {
 struct Pending {
     source: Arc<str>,
     batch: ParsedBatch,
+    raw: RawBody,
     keys: Vec<[u8; 16]>,
     reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
 }
@@ -182,6 +204,7 @@ impl Writer {
                     Cmd::Ingest {
                         source,
                         batch,
+                        raw,
                         keys,
                         reply,
                     } => {
@@ -189,6 +212,7 @@ impl Writer {
                         group.push(Pending {
                             source,
                             batch,
+                            raw,
                             keys,
                             reply,
                         })
@@ -268,9 +292,7 @@ impl Writer {
             for p in &mut group {
                 outcomes.push(insert_batch(
                     &mut inserts,
-                    &p.source,
-                    std::mem::take(&mut p.batch),
-                    &p.keys,
+                    p,
                     &mut committed,
                     &mut rollups,
                     &self.dispatch_mailings,
@@ -367,15 +389,69 @@ impl Writer {
             RetentionStep::Events {
                 up_to_id,
                 events_before,
+                mut last_body,
             } => {
-                let n = tx.execute(
-                    "DELETE FROM events WHERE id IN \
-                     (SELECT id FROM events WHERE id <= ?1 ORDER BY id LIMIT ?2)",
-                    params![up_to_id, RETENTION_CHUNK],
-                )? as u64;
+                let mut n = 0u64;
+                {
+                    let mut delete = tx.prepare_cached(
+                        "DELETE FROM events WHERE id IN \
+                         (SELECT id FROM events WHERE id <= ?1 ORDER BY id LIMIT ?2) \
+                         RETURNING body_id",
+                    )?;
+                    let mut rows = delete.query(params![up_to_id, RETENTION_CHUNK])?;
+                    while let Some(row) = rows.next()? {
+                        n += 1;
+                        if let Some(b) = row.get::<_, Option<i64>>(0)? {
+                            last_body = Some(last_body.map_or(b, |l| l.max(b)));
+                        }
+                    }
+                }
                 let next = if n as i64 == RETENTION_CHUNK {
                     RetentionStep::Events {
                         up_to_id,
+                        events_before,
+                        last_body,
+                    }
+                } else {
+                    match last_body {
+                        Some(last) => {
+                            // A request's events have consecutive ids, so
+                            // only the first event kept can still share the
+                            // last deleted event's body.
+                            let shared: Option<Option<i64>> = tx
+                                .query_row(
+                                    "SELECT body_id FROM events WHERE id > ?1 ORDER BY id LIMIT 1",
+                                    [up_to_id],
+                                    |r| r.get(0),
+                                )
+                                .optional()?;
+                            let below = if shared == Some(Some(last)) {
+                                last
+                            } else {
+                                last + 1
+                            };
+                            RetentionStep::Bodies {
+                                below,
+                                events_before,
+                            }
+                        }
+                        None => RetentionStep::Rollups { events_before },
+                    }
+                };
+                (n, Some(next))
+            }
+            RetentionStep::Bodies {
+                below,
+                events_before,
+            } => {
+                let n = tx.execute(
+                    "DELETE FROM raw_bodies WHERE id IN \
+                     (SELECT id FROM raw_bodies WHERE id < ?1 ORDER BY id LIMIT ?2)",
+                    params![below, BODIES_CHUNK],
+                )? as u64;
+                let next = if n as i64 == BODIES_CHUNK {
+                    RetentionStep::Bodies {
+                        below,
                         events_before,
                     }
                 } else {
@@ -464,6 +540,8 @@ pub fn dedup_key(source: &str, e: &Event) -> [u8; 16] {
 struct Inserts<'tx> {
     tx: &'tx Transaction<'tx>,
     event: CachedStatement<'tx>,
+    body: CachedStatement<'tx>,
+    drop_body: CachedStatement<'tx>,
     first: CachedStatement<'tx>,
     quarantine: CachedStatement<'tx>,
 }
@@ -475,9 +553,13 @@ impl<'tx> Inserts<'tx> {
             event: tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (dedup_key, source, type, type_raw, client_id, mailing_id, \
                  recipient_list_id, recipient_id, event_time, time_source, received_at, media_type, \
-                 address, domain, link, bounce_category, bounce_reason, mail_id, first_open, first_click, raw) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                 address, domain, link, bounce_category, bounce_reason, mail_id, first_open, first_click, raw, \
+                 body_id, raw_start, raw_len) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
+                 ?22, ?23, ?24)",
             )?,
+            body: tx.prepare_cached("INSERT INTO raw_bodies (received_at, body) VALUES (?1, ?2)")?,
+            drop_body: tx.prepare_cached("DELETE FROM raw_bodies WHERE id = ?1")?,
             first: tx.prepare_cached(
                 "INSERT OR IGNORE INTO engagement_firsts (mailing_id, recipient, kind, event_time) \
                  VALUES (?1, ?2, ?3, ?4)",
@@ -489,19 +571,45 @@ impl<'tx> Inserts<'tx> {
     }
 }
 
+/// Where the events of one request get their raw JSON from.
+enum RawOf<'a> {
+    Inline(&'a str),
+    Body(i64),
+}
+
+/// Inserts one request's events (taking them out of `p`).
 fn insert_batch(
     ins: &mut Inserts<'_>,
-    source: &str,
-    batch: ParsedBatch,
-    keys: &[[u8; 16]],
+    p: &mut Pending,
     committed: &mut Vec<Committed>,
     rollups: &mut Rollups,
     dispatch_mailings: &DispatchMailings,
 ) -> anyhow::Result<IngestOutcome> {
     let tx = ins.tx;
+    let (source, raw, keys) = (&*p.source, &p.raw, &p.keys);
+    let batch = std::mem::take(&mut p.batch);
     let mut accepted = 0;
     let total = batch.events.len();
-    for (mut e, key) in batch.events.into_iter().zip(keys) {
+    let raw_of = match raw {
+        RawBody::Inline(body) => RawOf::Inline(std::str::from_utf8(body)?),
+        RawBody::Compressed(z) if total > 0 => {
+            let received_at = batch.events[0].received_at;
+            ins.body.execute(params![received_at, z])?;
+            RawOf::Body(tx.last_insert_rowid())
+        }
+        // Nothing refers to the body.
+        RawBody::Compressed(_) => RawOf::Inline(""),
+    };
+    for (e, key) in batch.events.into_iter().zip(keys) {
+        let (text, body_id, start, len) = match raw_of {
+            RawOf::Inline(body) => (e.raw_in(body), None, None, None),
+            RawOf::Body(id) => (
+                "",
+                Some(id),
+                Some(e.raw.start as i64),
+                Some(e.raw.len() as i64),
+            ),
+        };
         // A duplicate event never adds a first: the original already did.
         let first = match (e.event_type, e.mailing_id.as_deref(), e.recipient_key()) {
             (t @ (EventType::Open | EventType::Click), Some(m), Some(r)) => {
@@ -530,7 +638,10 @@ fn insert_batch(
             e.mail_id,
             first && e.event_type == EventType::Open,
             first && e.event_type == EventType::Click,
-            e.raw,
+            text,
+            body_id,
+            start,
+            len,
         ])?;
         if inserted == 1 {
             accepted += 1;
@@ -541,8 +652,6 @@ fn insert_batch(
             } else {
                 SentMatch::NotTracked
             };
-            // The live engine never needs the raw text; don't carry it.
-            e.raw = String::new();
             committed.push(Committed {
                 id,
                 event: e,
@@ -550,6 +659,10 @@ fn insert_batch(
                 dispatch,
             });
         }
+    }
+    if let (RawOf::Body(id), 0) = (&raw_of, accepted) {
+        // Every event was a duplicate: keep no body that nothing points at.
+        ins.drop_body.execute([id])?;
     }
     for q in &batch.quarantined {
         ins.quarantine

@@ -4,6 +4,7 @@
 
 use crate::error::ApiError;
 use crate::metrics::MailingSettings;
+use crate::store::raw::{RawReader, StoredRaw};
 use crate::AppState;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -611,8 +612,8 @@ pub async fn events(
             let mut sql = String::from(
                 "SELECT id, source, type, type_raw, client_id, mailing_id, recipient_list_id, \
                  recipient_id, event_time, time_source, received_at, media_type, address, domain, \
-                 link, bounce_category, bounce_reason, mail_id, first_open, first_click, raw \
-                 FROM events WHERE 1=1",
+                 link, bounce_category, bounce_reason, mail_id, first_open, first_click, raw, \
+                 body_id, raw_start, raw_len FROM events WHERE 1=1",
             );
             let mut args: Vec<Box<dyn r2d2_sqlite::rusqlite::ToSql>> = vec![];
             if let Some(m) = mailing {
@@ -631,9 +632,15 @@ pub async fn events(
             let mut stmt = conn.prepare(&sql)?;
             let mut rows = stmt.query(r2d2_sqlite::rusqlite::params_from_iter(args.iter()))?;
             let mut out = Vec::new();
+            let mut raws = RawReader::new(conn);
             while let Some(r) = rows.next()? {
                 let address: Option<String> = r.get(12)?;
-                let mut raw: String = r.get(20)?;
+                let mut raw = raws.text(StoredRaw::from_columns(
+                    r.get(20)?,
+                    r.get(21)?,
+                    r.get(22)?,
+                    r.get(23)?,
+                ))?;
                 let shown = address.as_ref().map(|a| {
                     if unmasked {
                         a.clone()

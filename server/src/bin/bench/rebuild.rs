@@ -36,6 +36,8 @@ async fn fill(dir: &std::path::Path, n: u64, span_ms: i64) -> anyhow::Result<Dur
     let mut i = 0u64;
     while i < n {
         let mut events = Vec::with_capacity(per_batch as usize);
+        // The request body the events' raw JSON are spans of.
+        let mut body = String::from("[");
         for _ in 0..per_batch.min(n - i) {
             let received_at = now - span_ms + (i as i64 * span_ms) / n as i64;
             let lag = rng.random_range(500..10_000);
@@ -50,6 +52,14 @@ async fn fill(dir: &std::path::Path, n: u64, span_ms: i64) -> anyhow::Result<Dur
                 90..=96 => EventType::Click,
                 _ => EventType::Bounce,
             };
+            if body.len() > 1 {
+                body.push(',');
+            }
+            let start = body.len();
+            body.push_str(&format!(
+                r#"{{"type":"{}","recipientId":"r{i}"}}"#,
+                kind.as_str()
+            ));
             events.push(Event {
                 event_type: kind,
                 type_raw: kind.as_str().to_string(),
@@ -68,10 +78,12 @@ async fn fill(dir: &std::path::Path, n: u64, span_ms: i64) -> anyhow::Result<Dur
                     .then_some(mailpulse_app::protocol::BounceKind::Hard),
                 bounce_reason: None,
                 mail_id: None,
-                raw: format!(r#"{{"type":"{}","recipientId":"r{i}"}}"#, kind.as_str()),
+                raw: start..body.len(),
             });
             i += 1;
         }
+        body.push(']');
+        let body = bytes::Bytes::from(body);
         let store = store.clone();
         let source = source.clone();
         in_flight.spawn(async move {
@@ -80,7 +92,7 @@ async fn fill(dir: &std::path::Path, n: u64, span_ms: i64) -> anyhow::Result<Dur
                     events: events.clone(),
                     quarantined: vec![],
                 };
-                match store.ingest(source.clone(), batch).await {
+                match store.ingest(source.clone(), body.clone(), batch).await {
                     Ok(_) => return,
                     Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
