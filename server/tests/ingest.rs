@@ -636,3 +636,35 @@ async fn retention_keeps_the_raw_bodies_of_kept_events() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn events_whose_raw_spans_miss_their_body_fail_the_commit_without_killing_the_writer() {
+    use mailpulse::ingest::parse::parse_body;
+    let server = TestServer::start().await;
+    let text = events("span", 3).to_string();
+    let batch = parse_body(text.as_bytes(), 1_767_000_000_000).unwrap();
+    let store = &server.state.store;
+    // Stored inline (too short to compress), and compressed but too short.
+    for wrong in [
+        "[]".to_string(),
+        "[".to_string() + &"{\"type\":\"sent\"},".repeat(20) + "1]",
+    ] {
+        assert!(wrong.len() < text.len());
+        let err = store
+            .ingest("default".into(), wrong.into(), batch.clone())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not in its body"), "{err}");
+    }
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 0);
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM raw_bodies").await, 0);
+    // The writer goes on.
+    let r: Value = server
+        .post_json(HOOK, &events("span", 3), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["accepted"], 3);
+    server.stop().await;
+}

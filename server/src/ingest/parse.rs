@@ -88,9 +88,10 @@ pub struct Event {
 }
 
 impl Event {
-    /// The item's JSON as received, given the body it was parsed from.
-    pub fn raw_in<'a>(&self, body: &'a str) -> &'a str {
-        &body[self.raw.clone()]
+    /// The item's JSON as received, given the body it was parsed from;
+    /// `None` if `raw` is not a span of `body` (a different body).
+    pub fn raw_in<'a>(&self, body: &'a str) -> Option<&'a str> {
+        body.get(self.raw.clone())
     }
 
     /// Who this event is about, for unique openers/clickers and dispatch
@@ -756,7 +757,7 @@ mod tests {
             json!({"type":"click","link":"https://x.test/ä?q=1","vendorExtra":{"deep":[1,2,"✓"]}})
                 .to_string();
         let e = one_text(&body);
-        let raw: Value = serde_json::from_str(e.raw_in(&body)).unwrap();
+        let raw: Value = serde_json::from_str(e.raw_in(&body).unwrap()).unwrap();
         assert_eq!(raw["vendorExtra"]["deep"][2], "✓");
         assert_eq!(e.link.as_deref(), Some("https://x.test/ä?q=1"));
     }
@@ -799,7 +800,7 @@ mod tests {
         assert_eq!(e.address.as_deref(), Some("+4912345"));
         // Whitespace around a single object is not part of its raw text.
         let body = " \n {\"type\":\"sent\"}\t ";
-        assert_eq!(one_text(body).raw_in(body), r#"{"type":"sent"}"#);
+        assert_eq!(one_text(body).raw_in(body), Some(r#"{"type":"sent"}"#));
     }
 
     #[test]
@@ -809,7 +810,7 @@ mod tests {
         let body = r#" [ {"type":"sent", "x":"ü\u00fc"} ,{"type" : "open"},7,
             {"type":"click","link":"a"} ] "#;
         let b = parse_body(body.as_bytes(), NOW).unwrap();
-        let raws: Vec<&str> = b.events.iter().map(|e| e.raw_in(body)).collect();
+        let raws: Vec<&str> = b.events.iter().map(|e| e.raw_in(body).unwrap()).collect();
         assert_eq!(
             raws,
             [
@@ -820,7 +821,7 @@ mod tests {
         );
         let body = r#"{"events":[{"type":"sent"},{"type":"bounce"}]}"#;
         let b = parse_body(body.as_bytes(), NOW).unwrap();
-        assert_eq!(b.events[1].raw_in(body), r#"{"type":"bounce"}"#);
+        assert_eq!(b.events[1].raw_in(body), Some(r#"{"type":"bounce"}"#));
     }
 
     fn one_text(body: &str) -> Event {
@@ -902,7 +903,7 @@ mod tests {
                     }
                     for e in &batch.events {
                         prop_assert!(e.event_time > 0);
-                        let raw: Value = serde_json::from_str(e.raw_in(&text)).unwrap();
+                        let raw: Value = serde_json::from_str(e.raw_in(&text).unwrap()).unwrap();
                         prop_assert!(raw.is_object());
                     }
                 }

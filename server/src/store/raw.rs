@@ -20,7 +20,11 @@ pub(crate) enum RawBody {
     /// received (UTF-8, checked by the parser).
     Inline(Bytes),
     /// The whole body, compressed; events are spans of it.
-    Compressed(Vec<u8>),
+    Compressed {
+        data: Vec<u8>,
+        /// The body's length before compression (no span reaches past it).
+        len: usize,
+    },
 }
 
 impl RawBody {
@@ -43,7 +47,10 @@ impl RawBody {
                 c.compress(&body)
             })?;
             if z.len() < body.len() {
-                return Ok(RawBody::Compressed(z));
+                return Ok(RawBody::Compressed {
+                    data: z,
+                    len: body.len(),
+                });
             }
         }
         Ok(RawBody::Inline(body))
@@ -124,11 +131,12 @@ mod tests {
     fn store_with_body(body: &str) -> (Connection, i64) {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut conn).unwrap();
-        let RawBody::Compressed(z) =
+        let RawBody::Compressed { data: z, len } =
             RawBody::for_request(Bytes::from(body.to_string()), 3).unwrap()
         else {
             panic!("a body that repeats itself compresses");
         };
+        assert_eq!(len, body.len());
         conn.execute(
             "INSERT INTO raw_bodies (received_at, body) VALUES (1, ?1)",
             [z],

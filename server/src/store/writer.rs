@@ -574,7 +574,8 @@ impl<'tx> Inserts<'tx> {
 /// Where the events of one request get their raw JSON from.
 enum RawOf<'a> {
     Inline(&'a str),
-    Body(i64),
+    /// The body's row id and its length before compression.
+    Body(i64, usize),
 }
 
 /// Inserts one request's events (taking them out of `p`).
@@ -592,23 +593,33 @@ fn insert_batch(
     let total = batch.events.len();
     let raw_of = match raw {
         RawBody::Inline(body) => RawOf::Inline(std::str::from_utf8(body)?),
-        RawBody::Compressed(z) if total > 0 => {
+        RawBody::Compressed { data, len } if total > 0 => {
             let received_at = batch.events[0].received_at;
-            ins.body.execute(params![received_at, z])?;
-            RawOf::Body(tx.last_insert_rowid())
+            ins.body.execute(params![received_at, data])?;
+            RawOf::Body(tx.last_insert_rowid(), *len)
         }
         // Nothing refers to the body.
-        RawBody::Compressed(_) => RawOf::Inline(""),
+        RawBody::Compressed { .. } => RawOf::Inline(""),
     };
     for (e, key) in batch.events.into_iter().zip(keys) {
         let (text, body_id, start, len) = match raw_of {
-            RawOf::Inline(body) => (e.raw_in(body), None, None, None),
-            RawOf::Body(id) => (
-                "",
-                Some(id),
-                Some(e.raw.start as i64),
-                Some(e.raw.len() as i64),
-            ),
+            RawOf::Inline(body) => {
+                let text = e.raw_in(body).ok_or_else(|| {
+                    anyhow::anyhow!("an event's raw span {:?} is not in its body", e.raw)
+                })?;
+                (text, None, None, None)
+            }
+            RawOf::Body(id, body_len) => {
+                if e.raw.start > e.raw.end || e.raw.end > body_len {
+                    anyhow::bail!("an event's raw span {:?} is not in its body", e.raw);
+                }
+                (
+                    "",
+                    Some(id),
+                    Some(e.raw.start as i64),
+                    Some(e.raw.len() as i64),
+                )
+            }
         };
         // A duplicate event never adds a first: the original already did.
         let first = match (e.event_type, e.mailing_id.as_deref(), e.recipient_key()) {
@@ -660,7 +671,7 @@ fn insert_batch(
             });
         }
     }
-    if let (RawOf::Body(id), 0) = (&raw_of, accepted) {
+    if let (RawOf::Body(id, _), 0) = (&raw_of, accepted) {
         // Every event was a duplicate: keep no body that nothing points at.
         ins.drop_body.execute([id])?;
     }
