@@ -16,8 +16,9 @@ const ZSTD_LEVEL: i32 = 1;
 
 /// The raw JSON of one request, as the writer stores it.
 pub(crate) enum RawBody {
-    /// Zero or one event: its text is stored inline, from the body as
-    /// received (UTF-8, checked by the parser).
+    /// Each event's text is stored inline, cut from the body as received
+    /// (UTF-8, checked by the parser): a body of one event, or one that
+    /// compression would not shrink.
     Inline(Bytes),
     /// The whole body, compressed; events are spans of it.
     Compressed {
@@ -116,7 +117,10 @@ impl<'c> RawReader<'c> {
             self.last = Some((body_id, zstd::stream::decode_all(compressed.as_slice())?));
         }
         let body = &self.last.as_ref().expect("just set").1;
-        let span = usize::try_from(start)?..usize::try_from(start + len)?;
+        let end = start
+            .checked_add(len)
+            .ok_or_else(|| anyhow::anyhow!("raw span {start}+{len} overflows"))?;
+        let span = usize::try_from(start)?..usize::try_from(end)?;
         let bytes = body
             .get(span)
             .ok_or_else(|| anyhow::anyhow!("raw span {start}+{len} is outside body {body_id}"))?;
@@ -216,7 +220,7 @@ mod tests {
             })
             .unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
-        for (start, len) in [(60, 10), (-1, 2), (0, 1000)] {
+        for (start, len) in [(60, 10), (-1, 2), (0, 1000), (1, i64::MAX), (5, -2)] {
             assert!(reader
                 .text(StoredRaw::Span {
                     body_id: id,
