@@ -76,16 +76,34 @@ pub fn batch(run: &'static str, size: u64) -> BodyFn {
 struct Measured {
     out: Outcome,
     server_cpu: f64,
+    /// Of `server_cpu`: the store's single writer thread and its
+    /// checkpointer (0 for the ceiling, which has neither).
+    writer_cpu: f64,
+    checkpointer_cpu: f64,
     gen_cpu: f64,
 }
 
+/// Thread names of the store's writer and checkpointer (`store/`); Linux
+/// cuts thread names to 15 bytes.
+const WRITER_THREAD: &str = "store-writer";
+const CHECKPOINTER_THREAD: &str = "store-checkpoin";
+
 async fn measure(server: &Server, load: Load) -> anyhow::Result<Measured> {
-    let (s0, g0) = (server.cpu_seconds(), own_cpu_seconds());
+    let threads = |s: &Server| {
+        (
+            s.thread_cpu_seconds(WRITER_THREAD),
+            s.thread_cpu_seconds(CHECKPOINTER_THREAD),
+        )
+    };
+    let (s0, g0, (w0, c0)) = (server.cpu_seconds(), own_cpu_seconds(), threads(server));
     let secs = load.duration.as_secs_f64();
     let out = loadgen::run(load).await?;
+    let (w1, c1) = threads(server);
     Ok(Measured {
         out,
         server_cpu: (server.cpu_seconds() - s0) / secs,
+        writer_cpu: (w1 - w0) / secs,
+        checkpointer_cpu: (c1 - c0) / secs,
         gen_cpu: (own_cpu_seconds() - g0) / secs,
     })
 }
@@ -277,7 +295,11 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
              with its defaults: `synchronous=FULL` (a request is answered after the fsync \
              that makes its group durable). The load generator shares the machine's cores \
              with the server, for the ceiling and for mailpulse alike; CPU columns are cores \
-             used (1.0 = one core). Half-peak runs are open loop at half the best closed-loop \
+             used (1.0 = one core). The writer / checkpointer column is the part of the \
+             server's CPU used by the store's single writer thread and by its checkpointer \
+             thread; the writer is the serial stage, and when it is busy most of the time \
+             (the rest it waits for each commit's fsync) it is what limits the rate. \
+             Half-peak runs are open loop at half the best closed-loop \
              rate, over the connection count that reached it, each after {settle:.0} s idle so \
              the store's checkpoints have caught up with the closed-loop overload before; \
              the batch rate runs twice, {secs:.0} s and {sustained:.0} s (the longer one \
@@ -294,6 +316,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             "p50",
             "p99",
             "server CPU",
+            "writer / checkpointer CPU",
             "loadgen CPU",
             "errors",
             "vs ceiling / target",
@@ -308,6 +331,11 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             ms(m.out.p(0.5)),
             ms(m.out.p(0.99)),
             format!("{:.2}", m.server_cpu),
+            if m.writer_cpu == 0.0 && m.checkpointer_cpu == 0.0 {
+                "—".to_string() // the ceiling has no store
+            } else {
+                format!("{:.2} / {:.2}", m.writer_cpu, m.checkpointer_cpu)
+            },
             format!("{:.2}", m.gen_cpu),
             m.out.failed.to_string(),
             verdict,

@@ -81,6 +81,23 @@ impl Server {
         cpu_seconds(self.child.id())
     }
 
+    /// CPU seconds used so far by the process's threads named `name` (the
+    /// store's writer and checkpointer name theirs), so a table can say
+    /// which thread limits a run. Threads that ended are not counted.
+    pub fn thread_cpu_seconds(&self, name: &str) -> f64 {
+        let pid = self.child.id();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return 0.0;
+        };
+        tasks
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+            })
+            .map(|t| stat_cpu_seconds(&t.path().join("stat")))
+            .sum()
+    }
+
     /// Resident memory, in bytes.
     pub fn rss_bytes(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -110,7 +127,12 @@ impl Drop for Server {
 }
 
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    stat_cpu_seconds(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// utime + stime of a `/proc/…/stat` file (a process's or a thread's).
+fn stat_cpu_seconds(path: &Path) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
     // Fields after the command name (which may contain spaces).
