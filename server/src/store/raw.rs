@@ -151,6 +151,52 @@ mod tests {
     }
 
     #[test]
+    fn rows_written_before_version_5_read_back_inline() {
+        use super::super::schema::{migrate, MIGRATIONS};
+        // A store as version 4 left it, with one event in it.
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 <= 4) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
+                r2d2_sqlite::rusqlite::params![version, description],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO events (dedup_key, source, type, type_raw, event_time, time_source, \
+             received_at, raw) VALUES (x'00', 'default', 'sent', 'sent', 1, 'payload', 1, \
+             '{\"type\":\"sent\",\"old\":true}')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.last().unwrap().0);
+        let stored = conn
+            .query_row(
+                "SELECT raw, body_id, raw_start, raw_len FROM events",
+                [],
+                |r| {
+                    Ok(StoredRaw::from_columns(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            RawReader::new(&conn).text(stored).unwrap(),
+            r#"{"type":"sent","old":true}"#
+        );
+    }
+
+    #[test]
     fn only_bodies_of_several_events_are_compressed() {
         let body = Bytes::from_static(br#"{"type":"sent"}"#);
         assert!(matches!(
