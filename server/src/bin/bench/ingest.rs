@@ -298,7 +298,8 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
              used (1.0 = one core). The writer / checkpointer column is the part of the \
              server's CPU used by the store's single writer thread and by its checkpointer \
              thread; the writer is the serial stage, and when it is busy most of the time \
-             (the rest it waits for each commit's fsync) it is what limits the rate. \
+             (the rest it waits for each commit's fsync or for a core) it is what limits \
+             the rate. \
              Half-peak runs are open loop at half the best closed-loop \
              rate, over the connection count that reached it, each after {settle:.0} s idle so \
              the store's checkpoints have caught up with the closed-loop overload before; \
