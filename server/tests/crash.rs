@@ -6,6 +6,7 @@
 mod common;
 
 use common::wait_ready;
+use mailpulse::store::raw::{RawReader, StoredRaw};
 use mailpulse::store::{rusqlite, DB_FILE};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -166,4 +167,38 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
         acked.len(),
         stored.len()
     );
+
+    // Every stored event's raw JSON reads back from its batch's body: the
+    // body and its events commit together or not at all.
+    let mut raws = RawReader::new(&conn);
+    let mut stmt = conn
+        .prepare("SELECT recipient_id, raw, body_id, raw_start, raw_len FROM events ORDER BY id")
+        .unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut read = 0;
+    while let Some(r) = rows.next().unwrap() {
+        let id: String = r.get(0).unwrap();
+        let stored_raw = StoredRaw::from_columns(
+            r.get(1).unwrap(),
+            r.get(2).unwrap(),
+            r.get(3).unwrap(),
+            r.get(4).unwrap(),
+        );
+        let text = raws
+            .text(stored_raw)
+            .unwrap_or_else(|e| panic!("raw of {id}: {e}"));
+        let raw: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(raw["recipientId"], id.as_str(), "{text}");
+        read += 1;
+    }
+    assert_eq!(read, stored.len());
+    // They are batches, so all of them were read from compressed bodies.
+    let in_bodies: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE body_id IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(in_bodies as usize, read);
 }
