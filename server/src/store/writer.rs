@@ -1,7 +1,8 @@
 //! The single writer: a thread that owns the write connection and commits
 //! queued requests in groups. For each group it opens one transaction,
-//! inserts every request's events (deduplicated by a unique key), records
-//! first opens and clicks, adds to the per-minute rollups, commits (with
+//! inserts every request's events (deduplicated by a unique key) and a
+//! batch's compressed body (see [`super::raw`]), records first opens and
+//! clicks, adds to the per-minute rollups, commits (with
 //! `synchronous=FULL`, an fsync), and only then answers the requests and
 //! hands the new events to the live engine. A failed commit answers every
 //! request of the group with an error and stores none of them, so a client
