@@ -59,12 +59,7 @@ async fn receipt_counts_accepted_duplicates_and_quarantined() {
     );
 
     // The same batch again: nothing new is stored, the duplicates are counted.
-    let again: Value = server
-        .post_json(HOOK, &batch, &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = post_text(&server, &batch.to_string()).await;
     assert_eq!(
         again,
         json!({"accepted": 0, "duplicates": 5, "quarantined": 2})
@@ -124,7 +119,8 @@ async fn stored_events_keep_raw_json_and_parsed_columns() {
     server.stop().await;
 }
 
-/// POSTs `body` as sent (not re-serialised), JSON content type.
+/// POSTs `body` as sent (not re-serialised), JSON content type; checks
+/// it is answered 200 and returns the receipt.
 async fn post_text(server: &TestServer, body: &str) -> Value {
     let r = server
         .http
@@ -208,12 +204,7 @@ async fn unique_openers_are_exact() {
         {"type": "click", "mailingId": 1, "recipientId": "a", "timestamp": 1_766_999_300, "link": "x"},
         {"type": "click", "mailingId": 1, "recipientId": "a", "timestamp": 1_766_999_400, "link": "y"},
         open("a", 1_766_999_500)]);
-    let receipt: Value = server
-        .post_json(HOOK, &body, &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let receipt: Value = post_text(&server, &body.to_string()).await;
     assert_eq!(receipt["accepted"], 6);
     assert_eq!(
         count(&server, "SELECT SUM(first_open) FROM events").await,
@@ -539,22 +530,12 @@ async fn restart_keeps_deduplication() {
     let dir = tempfile::tempdir().unwrap();
     let batch = events("restart", 20);
     let first = TestServer::start_in(dir.path().to_path_buf(), |_| {}).await;
-    let r: Value = first
-        .post_json(HOOK, &batch, &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r: Value = post_text(&first, &batch.to_string()).await;
     assert_eq!(r["accepted"], 20);
     first.stop().await;
 
     let second = TestServer::start_in(dir.path().to_path_buf(), |_| {}).await;
-    let r: Value = second
-        .post_json(HOOK, &batch, &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r: Value = post_text(&second, &batch.to_string()).await;
     assert_eq!(
         r,
         json!({"accepted": 0, "duplicates": 20, "quarantined": 0})
@@ -604,12 +585,7 @@ async fn retention_deletes_old_events_and_rollups() {
         0
     );
     // Dedup is per stored event: a resend after retention is stored again.
-    let r: Value = server
-        .post_json(HOOK, &events("old", 12), &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r: Value = post_text(&server, &events("old", 12).to_string()).await;
     assert_eq!(r["accepted"], 12);
     server.stop().await;
 }
@@ -659,12 +635,7 @@ async fn events_whose_raw_spans_miss_their_body_fail_the_commit_without_killing_
     assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 0);
     assert_eq!(count(&server, "SELECT COUNT(*) FROM raw_bodies").await, 0);
     // The writer goes on.
-    let r: Value = server
-        .post_json(HOOK, &events("span", 3), &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r: Value = post_text(&server, &events("span", 3).to_string()).await;
     assert_eq!(r["accepted"], 3);
     server.stop().await;
 }
