@@ -178,12 +178,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
     let mut read = 0;
     while let Some(r) = rows.next().unwrap() {
         let id: String = r.get(0).unwrap();
-        let stored_raw = StoredRaw::from_columns(
-            r.get(1).unwrap(),
-            r.get(2).unwrap(),
-            r.get(3).unwrap(),
-            r.get(4).unwrap(),
-        );
+        let stored_raw = StoredRaw::from_row(r, 1).unwrap();
         let text = raws
             .text(stored_raw)
             .unwrap_or_else(|e| panic!("raw of {id}: {e}"));

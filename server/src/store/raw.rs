@@ -7,7 +7,7 @@
 //! checkpointer copy per event (BENCHMARKS.md, docs/store.md).
 
 use bytes::Bytes;
-use r2d2_sqlite::rusqlite::{Connection, OptionalExtension};
+use r2d2_sqlite::rusqlite::{Connection, OptionalExtension, Row};
 use std::cell::RefCell;
 
 /// zstd's fastest regular level: batches of webhook JSON repeat the same
@@ -82,6 +82,17 @@ impl StoredRaw {
             },
             _ => StoredRaw::Inline(raw),
         }
+    }
+
+    /// From a row that selected `raw, body_id, raw_start, raw_len` in that
+    /// order, starting at column `first`.
+    pub fn from_row(row: &Row<'_>, first: usize) -> r2d2_sqlite::rusqlite::Result<StoredRaw> {
+        Ok(StoredRaw::from_columns(
+            row.get(first)?,
+            row.get(first + 1)?,
+            row.get(first + 2)?,
+            row.get(first + 3)?,
+        ))
     }
 }
 
@@ -180,14 +191,7 @@ mod tests {
             .query_row(
                 "SELECT raw, body_id, raw_start, raw_len FROM events",
                 [],
-                |r| {
-                    Ok(StoredRaw::from_columns(
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                    ))
-                },
+                |r| StoredRaw::from_row(r, 0),
             )
             .unwrap();
         assert_eq!(

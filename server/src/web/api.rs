@@ -635,12 +635,7 @@ pub async fn events(
             let mut raws = RawReader::new(conn);
             while let Some(r) = rows.next()? {
                 let address: Option<String> = r.get(12)?;
-                let mut raw = raws.text(StoredRaw::from_columns(
-                    r.get(20)?,
-                    r.get(21)?,
-                    r.get(22)?,
-                    r.get(23)?,
-                ))?;
+                let mut raw = raws.text(StoredRaw::from_row(r, 20)?)?;
                 let shown = address.as_ref().map(|a| {
                     if unmasked {
                         a.clone()
