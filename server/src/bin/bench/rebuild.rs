@@ -10,6 +10,7 @@ use mailpulse::config::Config;
 use mailpulse::ingest::parse::{Event, ParsedBatch, TimeSource};
 use mailpulse_app::protocol::EventType;
 use rand::{Rng, SeedableRng};
+use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,10 +57,11 @@ async fn fill(dir: &std::path::Path, n: u64, span_ms: i64) -> anyhow::Result<Dur
                 body.push(',');
             }
             let start = body.len();
-            body.push_str(&format!(
+            let _ = write!(
+                body,
                 r#"{{"type":"{}","recipientId":"r{i}"}}"#,
                 kind.as_str()
-            ));
+            );
             events.push(Event {
                 event_type: kind,
                 type_raw: kind.as_str().to_string(),
