@@ -581,6 +581,19 @@ fn last_id_received_before(reads: &ReadPool, cutoff: i64) -> anyhow::Result<Opti
 mod tests {
     use super::*;
 
+    /// The bundled SQLite is built by the same cargo invocation as this
+    /// crate, so the flags `.cargo/config.toml` hands its build script are
+    /// visible here too: a guard against losing `fdatasync` (see
+    /// docs/store.md) by editing that file.
+    #[test]
+    fn sqlite_is_built_to_use_fdatasync() {
+        let flags = option_env!("LIBSQLITE3_FLAGS").unwrap_or_default();
+        assert!(
+            flags.split_whitespace().any(|f| f == "-DHAVE_FDATASYNC=1"),
+            "LIBSQLITE3_FLAGS is {flags:?}"
+        );
+    }
+
     fn frames(conn: &Connection) -> i64 {
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
             .unwrap()
