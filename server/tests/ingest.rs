@@ -195,6 +195,111 @@ async fn a_batch_is_kept_once_compressed_and_each_event_reads_back_as_sent() {
     server.stop().await;
 }
 
+/// The writer binds a parameter only when it differs from the previous
+/// event's: events whose columns come and go from one to the next, with a
+/// duplicate among them, must each be stored with exactly their own values.
+#[tokio::test]
+async fn every_event_of_a_batch_is_stored_with_its_own_columns() {
+    use mailpulse::ingest::parse::parse_body;
+    let server = TestServer::start().await;
+    let dup =
+        r#"{"type":"sent","clientId":1,"mailingId":5,"recipientId":"d","timestamp":1766999000100}"#;
+    post_text(&server, dup).await;
+    let items = [
+        r#"{"type":"sent","clientId":1,"mailingId":5,"userListId":9,"recipientId":"a","timestamp":1766999000001,"mediaTypesToAddresses":{"EMAIL":"a@one.test"}}"#,
+        r#"{"type":"open","clientId":1,"mailingId":5,"recipientId":"a","timestamp":1766999000002}"#,
+        dup,
+        r#"{"type":"open","clientId":2,"mailingId":5,"recipientId":"a","timestamp":1766999000003,"mediaTypesToAddresses":{"EMAIL":"a@two.test"}}"#,
+        r#"{"type":"click","mailingId":6,"recipientId":"b","link":"https://l.test/1","timestamp":1766999000004}"#,
+        r#"{"type":"click","mailingId":6,"recipientId":"b","link":"https://l.test/2","timestamp":1766999000005}"#,
+        r#"{"type":"bounce","mailingId":6,"recipientId":"c","bounceCategory":"soft","reason":"full","timestamp":1766999000006}"#,
+        r#"{"type":"hardbounce","mailingId":6,"recipientId":"c","timestamp":1766999000007,"mailId":"m-1"}"#,
+        r#"{"type":"Custom","recipientId":"c"}"#,
+        r#"{"type":"sent","clientId":1,"mailingId":5,"userListId":9,"recipientId":"e","timestamp":1766999000008,"mediaTypesToAddresses":{"SMS":"+4912345"}}"#,
+    ];
+    let body = format!("[{}]", items.join(","));
+    let receipt = post_text(&server, &body).await;
+    assert_eq!(
+        receipt,
+        json!({"accepted": 9, "duplicates": 1, "quarantined": 0})
+    );
+    // Two events in a body too small to compress: the inline path.
+    let small = format!(
+        "[{},{}]",
+        items[0].replace("\"a\"", "\"f\""),
+        items[4].replace("\"b\"", "\"g\"")
+    );
+    post_text(&server, &small).await;
+
+    type Row = (Vec<Option<String>>, (i64, i64, String));
+    let rows: Vec<Row> = server
+        .query(|c| {
+            let mut s = c.prepare(
+                "SELECT type, type_raw, client_id, mailing_id, recipient_list_id, recipient_id, \
+                 media_type, address, domain, link, bounce_category, bounce_reason, mail_id, \
+                 first_open, first_click, time_source FROM events ORDER BY id",
+            )?;
+            let rows = s.query_map([], |r| {
+                Ok((
+                    (0..13).map(|i| r.get(i)).collect::<Result<_, _>>()?,
+                    (r.get(13)?, r.get(14)?, r.get(15)?),
+                ))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await;
+    // As the server parsed them (times are judged against the receive time).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let parse = |body: &str| parse_body(body.as_bytes(), now).unwrap().events;
+    let mut expected = parse(dup);
+    let mut batch = parse(&body);
+    batch.remove(2); // the duplicate
+    expected.extend(batch);
+    expected.extend(parse(&small));
+    assert_eq!(rows.len(), expected.len());
+    // First opens/clicks: a's first open, b's first click.
+    let firsts = [
+        (0, 0),
+        (0, 0),
+        (1, 0),
+        (0, 0),
+        (0, 1),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 1),
+    ];
+    for (i, ((columns, (open, click, time_source)), e)) in rows.iter().zip(&expected).enumerate() {
+        let want: Vec<Option<String>> = [
+            Some(e.event_type.as_str()),
+            Some(e.type_raw.as_str()),
+            e.client_id.as_deref(),
+            e.mailing_id.as_deref(),
+            e.recipient_list_id.as_deref(),
+            e.recipient_id.as_deref(),
+            e.media_type.as_deref(),
+            e.address.as_deref(),
+            e.domain.as_deref(),
+            e.link.as_deref(),
+            e.bounce_category.map(|b| b.as_str()),
+            e.bounce_reason.as_deref(),
+            e.mail_id.as_deref(),
+        ]
+        .map(|v| v.map(str::to_string))
+        .to_vec();
+        assert_eq!(columns, &want, "event {i}");
+        assert_eq!((*open, *click), firsts[i], "event {i}");
+        assert_eq!(time_source, e.time_source.as_str(), "event {i}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn unique_openers_are_exact() {
     let server = TestServer::start().await;
