@@ -659,7 +659,9 @@ fn insert_batch(
     }
     let stored = &mut ins.stored;
     stored.clear();
-    let mut prev: Option<(&Event, bool)> = None;
+    // The previous event of this request and the first-open/click flags
+    // bound for it.
+    let mut prev: Option<(&Event, (bool, bool))> = None;
     for (e, key) in batch.events.iter().zip(keys) {
         // A duplicate event never adds a first: the original already did.
         let first = match (e.event_type, e.mailing_id.as_deref(), e.recipient_key()) {
@@ -703,19 +705,13 @@ fn insert_batch(
         bind!(param::BOUNCE_CATEGORY, x => x.bounce_category.map(BounceKind::as_str));
         bind!(param::BOUNCE_REASON, x => x.bounce_reason.as_deref());
         bind!(param::MAIL_ID, x => x.mail_id.as_deref());
-        let (open, click) = (
+        let flags = (
             first && e.event_type == EventType::Open,
             first && e.event_type == EventType::Click,
         );
-        let prev_first = prev.map(|(p, f)| {
-            (
-                f && p.event_type == EventType::Open,
-                f && p.event_type == EventType::Click,
-            )
-        });
-        if prev_first != Some((open, click)) {
-            stmt.raw_bind_parameter(param::FIRST_OPEN, open)?;
-            stmt.raw_bind_parameter(param::FIRST_CLICK, click)?;
+        if prev.map(|(_, f)| f) != Some(flags) {
+            stmt.raw_bind_parameter(param::FIRST_OPEN, flags.0)?;
+            stmt.raw_bind_parameter(param::FIRST_CLICK, flags.1)?;
         }
         match raw_of {
             RawOf::Inline(body) => {
@@ -733,7 +729,7 @@ fn insert_batch(
             }
         }
         let inserted = stmt.raw_execute()?;
-        prev = Some((e, first));
+        prev = Some((e, flags));
         stored.push(if inserted == 1 {
             rollups.add(e, first);
             let id = tx.last_insert_rowid();
