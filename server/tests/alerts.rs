@@ -9,7 +9,7 @@ mod common;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::{get_json, get_text, wait_ready, TestServer};
+use common::{get_json, get_text, now_ms, wait_ready, TestServer};
 use mailpulse::config::{ChannelConfig, OptimizelyConfig, Secret};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -19,10 +19,6 @@ use std::time::{Duration, Instant};
 
 const HOOK: &str = "/webhooks/optimizely";
 const TX: &str = "9001";
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 /// A real HTTP server that records what it receives.
 #[derive(Clone, Default)]

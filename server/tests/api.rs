@@ -2,16 +2,12 @@
 
 mod common;
 
-use common::{get_text, TestServer};
+use common::{get_text, now_ms, TestServer};
 use mailpulse::config::Secret;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const HOOK: &str = "/webhooks/optimizely";
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 async fn get(server: &TestServer, path: &str) -> (u16, Value) {
     let r = server.http.get(server.url(path)).send().await.unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{metric, TestServer};
+use common::{metric, now_ms, TestServer};
 use mailpulse::config::{Secret, SourceAuth, SourceConfig};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -249,10 +249,7 @@ async fn every_event_of_a_batch_is_stored_with_its_own_columns() {
         })
         .await;
     // As the server parsed them (times are judged against the receive time).
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     let parse = |body: &str| parse_body(body.as_bytes(), now).unwrap().events;
     let mut expected = parse(dup);
     let mut batch = parse(&body);
@@ -653,7 +650,7 @@ async fn restart_keeps_deduplication() {
 async fn retention_deletes_old_events_and_rollups() {
     let server = TestServer::start().await;
     server.post_json(HOOK, &events("old", 12), &[]).await;
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = now_ms();
     // Nothing is old enough yet.
     let n = server
         .state
@@ -700,7 +697,7 @@ async fn retention_keeps_the_raw_bodies_of_kept_events() {
     let server = TestServer::start().await;
     server.post_json(HOOK, &events("older", 5), &[]).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let cut = chrono::Utc::now().timestamp_millis();
+    let cut = now_ms();
     tokio::time::sleep(Duration::from_millis(20)).await;
     server.post_json(HOOK, &events("newer", 4), &[]).await;
     assert_eq!(count(&server, "SELECT COUNT(*) FROM raw_bodies").await, 2);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{get_json, overall, Follower, TestServer};
+use common::{get_json, now_ms, overall, Follower, TestServer};
 use futures_util::SinkExt;
 use mailpulse_app::protocol::{ServerMsg, TopicState, Window};
 use serde_json::{json, Value};
@@ -12,10 +12,6 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 const HOOK: &str = "/webhooks/optimizely";
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 fn event(kind: &str, mailing: &str, recipient: &str, t: i64) -> Value {
     json!({"type": kind, "mailingId": mailing, "recipientId": recipient, "timestamp": t,

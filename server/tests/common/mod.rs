@@ -126,6 +126,11 @@ impl TestServer {
     }
 }
 
+/// Now, in ms since the Unix epoch (the unit of event and receive times).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Polls `{base}/readyz` until it answers 2xx; panics after `within`.
 /// For servers started in process and for the real binary alike.
 pub async fn wait_ready(http: &reqwest::Client, base: &str, within: Duration) {
