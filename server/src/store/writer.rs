@@ -553,14 +553,7 @@ impl<'tx> Inserts<'tx> {
     fn prepare(tx: &'tx Transaction<'tx>) -> anyhow::Result<Inserts<'tx>> {
         Ok(Inserts {
             tx,
-            event: tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (dedup_key, source, type, type_raw, client_id, mailing_id, \
-                 recipient_list_id, recipient_id, event_time, time_source, received_at, media_type, \
-                 address, domain, link, bounce_category, bounce_reason, mail_id, first_open, first_click, raw, \
-                 body_id, raw_start, raw_len) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
-                 ?22, ?23, ?24)",
-            )?,
+            event: tx.prepare_cached(EVENT_INSERT)?,
             body: tx.prepare_cached("INSERT INTO raw_bodies (received_at, body) VALUES (?1, ?2)")?,
             drop_body: tx.prepare_cached("DELETE FROM raw_bodies WHERE id = ?1")?,
             first: tx.prepare_cached(
@@ -582,7 +575,19 @@ enum RawOf<'a> {
     Body(i64, usize),
 }
 
-/// 1-based parameter indexes of [`Inserts::event`], in its column order.
+/// The event insert. Its parameters are named after their columns;
+/// SQLite numbers them in order of appearance, which [`param`] spells out
+/// (a test checks the two agree).
+const EVENT_INSERT: &str = "INSERT OR IGNORE INTO events (dedup_key, source, type, type_raw, \
+     client_id, mailing_id, recipient_list_id, recipient_id, event_time, time_source, received_at, \
+     media_type, address, domain, link, bounce_category, bounce_reason, mail_id, first_open, \
+     first_click, raw, body_id, raw_start, raw_len) \
+     VALUES (:dedup_key, :source, :type, :type_raw, :client_id, :mailing_id, :recipient_list_id, \
+     :recipient_id, :event_time, :time_source, :received_at, :media_type, :address, :domain, \
+     :link, :bounce_category, :bounce_reason, :mail_id, :first_open, :first_click, :raw, \
+     :body_id, :raw_start, :raw_len)";
+
+/// 1-based parameter indexes of [`EVENT_INSERT`], in its column order.
 mod param {
     pub const KEY: usize = 1;
     pub const SOURCE: usize = 2;
@@ -852,6 +857,43 @@ mod tests {
             .unwrap()
             .events
             .remove(0)
+    }
+
+    #[test]
+    fn event_parameter_indexes_match_the_insert() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let stmt = conn.prepare(EVENT_INSERT).unwrap();
+        let expected = [
+            (":dedup_key", param::KEY),
+            (":source", param::SOURCE),
+            (":type", param::TYPE),
+            (":type_raw", param::TYPE_RAW),
+            (":client_id", param::CLIENT_ID),
+            (":mailing_id", param::MAILING_ID),
+            (":recipient_list_id", param::RECIPIENT_LIST_ID),
+            (":recipient_id", param::RECIPIENT_ID),
+            (":event_time", param::EVENT_TIME),
+            (":time_source", param::TIME_SOURCE),
+            (":received_at", param::RECEIVED_AT),
+            (":media_type", param::MEDIA_TYPE),
+            (":address", param::ADDRESS),
+            (":domain", param::DOMAIN),
+            (":link", param::LINK),
+            (":bounce_category", param::BOUNCE_CATEGORY),
+            (":bounce_reason", param::BOUNCE_REASON),
+            (":mail_id", param::MAIL_ID),
+            (":first_open", param::FIRST_OPEN),
+            (":first_click", param::FIRST_CLICK),
+            (":raw", param::RAW),
+            (":body_id", param::BODY_ID),
+            (":raw_start", param::RAW_START),
+            (":raw_len", param::RAW_LEN),
+        ];
+        assert_eq!(stmt.parameter_count(), expected.len());
+        for (name, index) in expected {
+            assert_eq!(stmt.parameter_index(name).unwrap(), Some(index), "{name}");
+        }
     }
 
     #[test]
