@@ -294,12 +294,15 @@ impl Default for IngestConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
-    /// fsync on every commit: an answered event survives power loss.
+    /// Every commit's WAL is fsynced before its requests are answered: an
+    /// answered event survives power loss. The fsync runs on a thread of
+    /// its own while the writer commits the next group (`store/sync.rs`).
     Full,
     /// WAL without fsync per commit: survives a process crash, may lose the
     /// last commits on power loss. Faster.
     Normal,
-    /// As `full`, and also syncs the directory on WAL reset.
+    /// SQLite's own EXTRA: the fsync inside every commit (the writer waits
+    /// for it), and the directory synced on WAL reset.
     Extra,
 }
 

@@ -335,6 +335,7 @@ async fn openapi_documents_every_route_and_metrics_are_prometheus_text() {
         "mailpulse_events_quarantined_total",
         "mailpulse_store_commit_seconds_bucket",
         "mailpulse_store_ingest_seconds_bucket",
+        "mailpulse_store_wal_sync_seconds_bucket",
         "mailpulse_store_queue_depth 0",
         "mailpulse_store_queue_capacity 4096",
         "mailpulse_websocket_clients",
@@ -350,6 +351,14 @@ async fn openapi_documents_every_route_and_metrics_are_prometheus_text() {
         .and_then(|n| n.trim().parse().ok())
         .expect("ingest latency count");
     assert!(ingests > 0, "no ingest timed:\n{text}");
+    // With the default `synchronous = "full"` the answers waited for WAL
+    // fsyncs on the sync thread.
+    let syncs: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mailpulse_store_wal_sync_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("WAL sync count");
+    assert!(syncs > 0, "no WAL fsync timed:\n{text}");
     server.stop().await;
 }
 

@@ -1,17 +1,19 @@
 //! The durable store: one SQLite file (`mailpulse.db`) in the data dir, in
 //! WAL mode. All writes go through one writer thread ([`writer`]) that
 //! commits many concurrent requests in one transaction (group commit) and
-//! answers each only once its events are on disk; reads use a small pool of
-//! read-only connections. This module owns the handle the rest of the
+//! answers each only once its events are on disk (the WAL's fsync runs on
+//! a thread of its own, [`sync`], while the next group commits); reads use
+//! a small pool of read-only connections. This module owns the handle the rest of the
 //! server uses; `docs/store.md` describes the schema.
 
 pub mod dispatch;
 pub mod raw;
 pub mod retention;
 pub mod schema;
+mod sync;
 mod writer;
 
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, StoreConfig, Synchronous};
 use crate::ingest::parse::ParsedBatch;
 use crate::metrics::LiveHandle;
 use bytes::Bytes;
@@ -52,11 +54,15 @@ pub struct StoreStats {
     /// Sum of commit durations, in microseconds.
     pub commit_micros_total: AtomicU64,
     pub busy_rejections: AtomicU64,
-    /// Group commit durations, in seconds.
+    /// Group commit durations (inserts, rollups, writing the WAL frames;
+    /// not the fsync after it), in seconds.
     pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
     /// From handing a request's events to the writer until they are
-    /// committed (waiting in the queue, then the group commit), in seconds.
+    /// durably committed (waiting in the queue, the group commit, then the
+    /// WAL fsync), in seconds.
     pub ingest_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// WAL fsyncs after commits (`synchronous = "full"`), in seconds.
+    pub wal_sync_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Default for StoreStats {
@@ -71,6 +77,7 @@ impl Default for StoreStats {
             busy_rejections: AtomicU64::new(0),
             commit_seconds: store_seconds(),
             ingest_seconds: store_seconds(),
+            wal_sync_seconds: store_seconds(),
         }
     }
 }
@@ -143,7 +150,10 @@ impl Store {
                 requests: config.store.max_group_requests,
                 items: config.store.max_group_events,
             },
-            wal_restart,
+            writer::WalDuties {
+                restart: wal_restart,
+                sync: (config.store.synchronous == Synchronous::Full).then(|| wal_path(&path)),
+            },
         )?;
         Ok(Store {
             tx,
@@ -399,7 +409,13 @@ fn open_writer(path: &Path, config: &StoreConfig) -> anyhow::Result<Connection> 
     if !mode.eq_ignore_ascii_case("wal") {
         anyhow::bail!("store {} cannot use WAL mode (got {mode})", path.display());
     }
-    conn.pragma_update(None, "synchronous", config.synchronous.pragma())?;
+    // FULL is kept by fsyncing the WAL after each commit on a thread of its
+    // own ([`sync`]), so the commit itself does not sync.
+    let pragma = match config.synchronous {
+        Synchronous::Full => Synchronous::Normal.pragma(),
+        other => other.pragma(),
+    };
+    conn.pragma_update(None, "synchronous", pragma)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // After a checkpoint restarts the WAL, trim the file to 1 GiB at most.
@@ -410,6 +426,13 @@ fn open_writer(path: &Path, config: &StoreConfig) -> anyhow::Result<Connection> 
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     Ok(conn)
+}
+
+/// SQLite's write-ahead log next to the database file.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// How long the writer waits for a reader holding the WAL.

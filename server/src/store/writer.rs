@@ -2,17 +2,19 @@
 //! queued requests in groups. For each group it opens one transaction,
 //! inserts every request's events (deduplicated by a unique key) and a
 //! batch's compressed body (see [`super::raw`]), records first opens and
-//! clicks, adds to the per-minute rollups, commits (with
-//! `synchronous=FULL`, an fsync), and only then answers the requests and
-//! hands the new events to the live engine. A failed commit answers every
-//! request of the group with an error and stores none of them, so a client
-//! that sees 200 knows its events are on disk, and one that does not may
-//! retry without creating duplicates.
+//! clicks, adds to the per-minute rollups and commits. Only once the commit
+//! is on disk (with `synchronous = "full"`, after the WAL fsync that
+//! [`super::sync`] runs while the next group is written) are the requests
+//! answered and the new events handed to the live engine. A failed commit
+//! answers every request of the group with an error and stores none of
+//! them, so a client that sees 200 knows its events are on disk, and one
+//! that does not may retry without creating duplicates.
 
 use super::dispatch::{
     self, DispatchMailings, DispatchOutcome, DispatchReport, DispatchUpdate, SentMatch,
 };
 use super::raw::RawBody;
+use super::sync::{AfterSync, Syncer};
 use super::{StoreError, StoreStats};
 use crate::ingest::parse::{Event, ParsedBatch};
 use crate::metrics::engine::Update;
@@ -22,10 +24,16 @@ use r2d2_sqlite::rusqlite::{
     params, CachedStatement, Connection, OptionalExtension, ToSql, Transaction,
 };
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
+
+/// A commit's answer once its fsync is known.
+fn synced_or_failed(synced: Result<(), String>) -> Result<(), StoreError> {
+    synced.map_err(StoreError::Failed)
+}
 
 /// Rows deleted per retention transaction: small enough that ingest,
 /// which shares the writer, never waits long.
@@ -138,6 +146,16 @@ pub(crate) struct GroupLimits {
     pub items: usize,
 }
 
+/// What the writer does with the WAL besides appending commits to it.
+pub(crate) struct WalDuties {
+    /// Raised by the checkpointer when the WAL should start over.
+    pub restart: Arc<AtomicBool>,
+    /// The WAL file to fsync after commits, on a thread of its own, before
+    /// answering (`synchronous = "full"`); `None` when SQLite syncs inside
+    /// the commit (or nothing is synced).
+    pub sync: Option<PathBuf>,
+}
+
 pub(crate) fn spawn(
     conn: Connection,
     rx: mpsc::Receiver<Cmd>,
@@ -145,8 +163,13 @@ pub(crate) fn spawn(
     stats: Arc<StoreStats>,
     gate: Arc<Mutex<()>>,
     limits: GroupLimits,
-    wal_restart: Arc<AtomicBool>,
+    wal: WalDuties,
 ) -> anyhow::Result<()> {
+    let syncer = wal
+        .sync
+        .map(|path| Syncer::spawn(path, stats.clone()))
+        .transpose()?;
+    let wal_restart = wal.restart;
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
@@ -165,6 +188,7 @@ pub(crate) fn spawn(
                 limits,
                 dispatch_mailings,
                 wal_restart,
+                syncer,
             }
             .run(rx)
         })?;
@@ -181,6 +205,8 @@ struct Writer {
     /// Raised by the checkpointer when the WAL has grown past
     /// `WAL_RESTART_FRAMES` under continuous load.
     wal_restart: Arc<AtomicBool>,
+    /// Set for `synchronous = "full"`: answers wait for its WAL fsync.
+    syncer: Option<Syncer>,
 }
 
 struct Pending {
@@ -258,16 +284,33 @@ impl Writer {
                             tracing::warn!(error = %e, "store upsert failed");
                         }
                         if let Some(reply) = reply {
-                            let _ = reply.send(res);
+                            self.after_sync(Box::new(move |synced| {
+                                let _ = reply.send(res.and_then(|()| synced_or_failed(synced)));
+                            }));
                         }
                     }
                     Cmd::Dispatches { reports, reply } => {
                         let res = self
                             .dispatches(&reports)
                             .map_err(|e| StoreError::Failed(e.to_string()));
-                        let _ = reply.send(res);
+                        let live = self.live.clone();
+                        // Through the sync thread like the events' hand-off,
+                        // so the live engine sees both in commit order.
+                        self.after_sync(Box::new(move |synced| {
+                            let res = res.map(|(outcome, update)| {
+                                if update != DispatchUpdate::default() {
+                                    live.submit_blocking(Update::Dispatches(update));
+                                }
+                                outcome
+                            });
+                            let _ =
+                                reply.send(res.and_then(|o| synced_or_failed(synced).map(|()| o)));
+                        }));
                     }
                     Cmd::Shutdown { reply } => {
+                        if let Some(syncer) = &mut self.syncer {
+                            syncer.finish();
+                        }
                         tracing::info!("store writer stopped");
                         let _ = reply.send(());
                         return;
@@ -326,14 +369,20 @@ impl Writer {
                     s.quarantined
                         .fetch_add(o.quarantined as u64, Ordering::Relaxed);
                 }
-                // Hand-off first, so a client that saw 200 and then looks at
-                // the dashboard finds its events on the next tick.
-                if !committed.is_empty() {
-                    self.live.submit_blocking(Update::Events(committed));
-                }
-                for (p, o) in group.into_iter().zip(outcomes) {
-                    let _ = p.reply.send(Ok(o));
-                }
+                let live = self.live.clone();
+                self.after_sync(Box::new(move |synced| {
+                    // The events are committed (readers see them) even if
+                    // the fsync failed, so the live state counts them.
+                    // Hand-off first, so a client that saw 200 and then
+                    // looks at the dashboard finds its events on the next
+                    // tick.
+                    if !committed.is_empty() {
+                        live.submit_blocking(Update::Events(committed));
+                    }
+                    for (p, o) in group.into_iter().zip(outcomes) {
+                        let _ = p.reply.send(synced_or_failed(synced.clone()).map(|()| o));
+                    }
+                }));
             }
             Err(e) => {
                 self.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
@@ -342,6 +391,15 @@ impl Writer {
                     let _ = p.reply.send(Err(StoreError::Failed(e.to_string())));
                 }
             }
+        }
+    }
+
+    /// Runs `job` once what was committed so far is durable: after the
+    /// syncer's next fsync, or at once when commits sync themselves.
+    fn after_sync(&self, job: AfterSync) {
+        match &self.syncer {
+            Some(syncer) => syncer.after_sync(job),
+            None => job(Ok(())),
         }
     }
 
@@ -358,16 +416,18 @@ impl Writer {
         }
     }
 
-    fn dispatches(&mut self, reports: &[DispatchReport]) -> anyhow::Result<DispatchOutcome> {
+    /// Commits the reports; returns the outcome and what the live engine
+    /// should learn from it.
+    fn dispatches(
+        &mut self,
+        reports: &[DispatchReport],
+    ) -> anyhow::Result<(DispatchOutcome, DispatchUpdate)> {
         let now = chrono::Utc::now().timestamp_millis();
         let mut update = DispatchUpdate::default();
         let tx = self.conn.transaction()?;
         let out = dispatch::record(&tx, reports, &mut self.dispatch_mailings, &mut update, now)?;
         tx.commit()?;
-        if update != DispatchUpdate::default() {
-            self.live.submit_blocking(Update::Dispatches(update));
-        }
-        Ok(out)
+        Ok((out, update))
     }
 
     fn upsert(&mut self, statements: &[(&'static str, Vec<Param>)]) -> anyhow::Result<()> {

@@ -162,13 +162,20 @@ pub fn registry(store: &Store, hub: &Arc<Hub>) -> Arc<Registry> {
     let mut r = Registry::with_prefix("mailpulse");
     r.register(
         "store_commit_seconds",
-        "Duration of group commits (inserts, rollups and the fsync).",
+        "Duration of group commits (inserts, rollups, writing the WAL; with synchronous=full \
+         the WAL's fsync follows on its own thread, see store_wal_sync_seconds).",
         store.stats.commit_seconds.clone(),
     );
     r.register(
+        "store_wal_sync_seconds",
+        "Duration of the WAL fsyncs that make commits durable (synchronous=full); answers wait \
+         for them.",
+        store.stats.wal_sync_seconds.clone(),
+    );
+    r.register(
         "store_ingest_seconds",
-        "From handing a webhook request's events to the store until they are committed \
-         (queue wait and group commit).",
+        "From handing a webhook request's events to the store until they are durably committed \
+         (queue wait, group commit and WAL fsync).",
         store.stats.ingest_seconds.clone(),
     );
     r.register_collector(Box::new(Health {

@@ -50,7 +50,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         "End-to-end latency: webhook POST → websocket delta (issue 4)",
         format!(
             "Open-loop load at 5,000 events/s for {secs:.0} s against the release binary \
-             (default 100 ms tick, `synchronous=FULL`), one websocket client following the \
+             (default 100 ms tick, `synchronous=full`), one websocket client following the \
              overview. Each event's latency runs from its scheduled send time to the arrival \
              of the first delta whose overall `sent` total includes it. Only `sent` events, so \
              the total counts every event. Grafana Live documents \"up to several hundred \

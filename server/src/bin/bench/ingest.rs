@@ -292,13 +292,14 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
              of {ROUNDS} runs, the ceiling's and mailpulse's interleaved (all runs' requests/s \
              in the last column); the verdicts compare best median with best median. \
              Every event is unique (no duplicates), a mix of sent/open/click. mailpulse runs \
-             with its defaults: `synchronous=FULL` (a request is answered after the fsync \
-             that makes its group durable). The load generator shares the machine's cores \
+             with its defaults: `synchronous=full` (a request is answered after the WAL \
+             fsync that makes its group durable, run on a thread of its own while the \
+             writer commits the next group). The load generator shares the machine's cores \
              with the server, for the ceiling and for mailpulse alike; CPU columns are cores \
              used (1.0 = one core). The writer / checkpointer column is the part of the \
              server's CPU used by the store's single writer thread and by its checkpointer \
              thread; the writer is the serial stage, and when it is busy most of the time \
-             (the rest it waits for each commit's fsync or for a core) it is what limits \
+             (the rest it waits for requests or for a core) it is what limits \
              the rate. \
              Half-peak runs are open loop at half the best closed-loop \
              rate, over the connection count that reached it, each after {settle:.0} s idle so \
