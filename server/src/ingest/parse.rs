@@ -9,6 +9,7 @@
 //! reason; it is stored, never dropped. Pure functions, no I/O: time is
 //! passed in.
 
+use compact_str::{CompactString, ToCompactString};
 use mailpulse_app::protocol::{BounceKind, EventType};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -60,27 +61,27 @@ impl TimeSource {
 pub struct Event {
     pub event_type: EventType,
     /// The `type` as sent, lowercased (keeps unknown types distinguishable).
-    pub type_raw: String,
-    pub client_id: Option<String>,
-    pub mailing_id: Option<String>,
+    pub type_raw: CompactString,
+    pub client_id: Option<CompactString>,
+    pub mailing_id: Option<CompactString>,
     /// Optimizely's recipient list (`userListId`).
-    pub recipient_list_id: Option<String>,
-    pub recipient_id: Option<String>,
+    pub recipient_list_id: Option<CompactString>,
+    pub recipient_id: Option<CompactString>,
     /// Event time, ms since the Unix epoch.
     pub event_time: i64,
     pub time_source: TimeSource,
     /// When our server got it, ms since the Unix epoch.
     pub received_at: i64,
     /// The media type of the address (`EMAIL`, `SMS`, …).
-    pub media_type: Option<String>,
-    pub address: Option<String>,
+    pub media_type: Option<CompactString>,
+    pub address: Option<CompactString>,
     /// Lowercased receiving mail domain, for e-mail addresses only.
-    pub domain: Option<String>,
-    pub link: Option<String>,
+    pub domain: Option<CompactString>,
+    pub link: Option<CompactString>,
     pub bounce_category: Option<BounceKind>,
-    pub bounce_reason: Option<String>,
+    pub bounce_reason: Option<CompactString>,
     /// A transactional mail's `mailId`, where the payload carries one.
-    pub mail_id: Option<String>,
+    pub mail_id: Option<CompactString>,
     /// Where the item's JSON lies in the request body (a byte range): the
     /// store keeps it exactly as received, every unknown field with it,
     /// without a copy per event here.
@@ -304,26 +305,28 @@ fn key_is(key: &str, want: &str) -> bool {
 /// An ID given as a string or a number; blank strings count as absent.
 /// Numbers are written as `serde_json` writes them, so `7` and `"7"` are
 /// the same ID.
-fn id_field(obj: &Fields, names: &[&str]) -> Option<String> {
+fn id_field(obj: &Fields, names: &[&str]) -> Option<CompactString> {
     let raw = obj.find(names)?;
     let text = raw.get();
     match text.as_bytes().first()? {
         b'"' => {
             let s = raw_text(raw)?;
             let t = s.trim();
-            (!t.is_empty()).then(|| t.to_string())
+            (!t.is_empty()).then(|| CompactString::from(t))
         }
-        b't' | b'f' => Some(text.to_string()),
+        b't' | b'f' => Some(CompactString::from(text)),
         // A plain integer is written back as it came.
-        _ if text.len() < 19 && text.bytes().all(|b| b.is_ascii_digit()) => Some(text.to_string()),
+        _ if text.len() < 19 && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(CompactString::from(text))
+        }
         b'-' | b'0'..=b'9' => serde_json::from_str::<serde_json::Number>(text)
             .ok()
-            .map(|n| n.to_string()),
+            .map(|n| n.to_compact_string()),
         _ => None,
     }
 }
 
-fn text_field(obj: &Fields, names: &[&str]) -> Option<String> {
+fn text_field(obj: &Fields, names: &[&str]) -> Option<CompactString> {
     id_field(obj, names)
 }
 
@@ -371,7 +374,11 @@ fn parse_fields(
     };
     let type_raw = match obj.find(&["type", "eventtype"]) {
         Some(v) => match raw_text(v) {
-            Some(s) if !s.trim().is_empty() => s.trim().to_ascii_lowercase(),
+            Some(s) if !s.trim().is_empty() => {
+                let mut t = CompactString::from(s.trim());
+                t.make_ascii_lowercase();
+                t
+            }
             _ => {
                 return Err(quarantine(format!(
                     "field `type` is {}, not a non-empty string",
@@ -509,7 +516,7 @@ fn epoch_to_ms(f: f64) -> Option<i64> {
 
 /// The address from `mediaTypesToAddresses`, preferring e-mail; a plain
 /// `email`/`address` field is taken when the map is absent.
-fn address_of(obj: &Fields) -> (Option<String>, Option<String>) {
+fn address_of(obj: &Fields) -> (Option<CompactString>, Option<CompactString>) {
     let map = obj
         .find(&["mediatypestoaddresses"])
         .filter(|raw| raw.get().starts_with('{'))
@@ -523,9 +530,9 @@ fn address_of(obj: &Fields) -> (Option<String>, Option<String>) {
         let mut first = None;
         for (k, a) in entries {
             if k.eq_ignore_ascii_case("email") {
-                return (Some(k.to_ascii_uppercase()), Some(a.trim().to_string()));
+                return (Some(upper(k)), Some(CompactString::from(a.trim())));
             }
-            first.get_or_insert((k.to_ascii_uppercase(), a.trim().to_string()));
+            first.get_or_insert((upper(k), CompactString::from(a.trim())));
         }
         if let Some((k, a)) = first {
             return (Some(k), Some(a));
@@ -537,9 +544,23 @@ fn address_of(obj: &Fields) -> (Option<String>, Option<String>) {
     }
 }
 
-fn domain_of(address: &str) -> Option<String> {
+/// A media type's name as stored: upper case (`EMAIL`, `SMS`).
+fn upper(key: &str) -> CompactString {
+    let mut k = CompactString::from(key);
+    k.make_ascii_uppercase();
+    k
+}
+
+fn domain_of(address: &str) -> Option<CompactString> {
     let (_, domain) = address.rsplit_once('@')?;
-    let d = domain.trim().trim_end_matches('.').to_lowercase();
+    let d = domain.trim().trim_end_matches('.');
+    let d = if d.is_ascii() {
+        let mut d = CompactString::from(d);
+        d.make_ascii_lowercase();
+        d
+    } else {
+        CompactString::from(d.to_lowercase())
+    };
     (!d.is_empty() && !d.contains(char::is_whitespace)).then_some(d)
 }
 
@@ -720,6 +741,16 @@ mod tests {
         assert_eq!((s.media_type.as_deref(), s.domain), (Some("SMS"), None));
         let u = one(json!({"type":"sent","mediaTypesToAddresses":{"EMAIL":"jörg@bücher.de"}}));
         assert_eq!(u.domain.as_deref(), Some("bücher.de"));
+        // Non-ASCII capitals are lowercased too.
+        let c = one(json!({"type":"sent","mediaTypesToAddresses":{"EMAIL":"JÖRG@BÜCHER.DE"}}));
+        assert_eq!(c.domain.as_deref(), Some("bücher.de"));
+        // Texts longer than the 24 bytes kept inline are stored whole.
+        let long = "a.very.long.local.part.indeed@mail.some-subsidiary.example.co.uk";
+        let l = one(json!({"type":"sent","mediaTypesToAddresses":{"EMAIL": long},
+            "recipientId": "recipient-0123456789-0123456789"}));
+        assert_eq!(l.address.as_deref(), Some(long));
+        assert_eq!(l.domain.as_deref(), Some("mail.some-subsidiary.example.co.uk"));
+        assert_eq!(l.recipient_id.as_deref(), Some("recipient-0123456789-0123456789"));
         let n = one(json!({"type":"sent","mediaTypesToAddresses":{"EMAIL":"no-at-sign"}}));
         assert_eq!(n.domain, None);
         assert_eq!(n.recipient_key(), Some("no-at-sign"));

@@ -201,7 +201,7 @@ pub fn match_sent(
                 "INSERT OR IGNORE INTO unmatched_sent (event_id, mailing_id, recipient_id, mail_id, \
                  event_time) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![event_id, mailing, e.recipient_key(), e.mail_id, e.event_time])?;
+            .execute(params![event_id, mailing, e.recipient_key(), e.mail_id.as_deref(), e.event_time])?;
             SentMatch::Unmatched
         }
     })

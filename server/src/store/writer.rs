@@ -860,9 +860,9 @@ impl Rollups {
             let key = (
                 mailing.to_string(),
                 e.event_time.div_euclid(86_400_000),
-                e.domain.clone().unwrap_or_default(),
+                e.domain.as_deref().unwrap_or_default().to_string(),
                 e.bounce_category.unwrap_or(BounceKind::Unknown).as_str(),
-                e.bounce_reason.clone().unwrap_or_default(),
+                e.bounce_reason.as_deref().unwrap_or_default().to_string(),
             );
             *self.bounces.entry(key).or_default() += 1;
         }

@@ -6,6 +6,7 @@
 use crate::proc::Server;
 use crate::report::Section;
 use crate::Opts;
+use compact_str::format_compact;
 use mailpulse::config::Config;
 use mailpulse::ingest::parse::{Event, ParsedBatch, TimeSource};
 use mailpulse_app::protocol::EventType;
@@ -64,16 +65,16 @@ async fn fill(dir: &std::path::Path, n: u64, span_ms: i64) -> anyhow::Result<Dur
             );
             events.push(Event {
                 event_type: kind,
-                type_raw: kind.as_str().to_string(),
+                type_raw: kind.as_str().into(),
                 client_id: Some("7".into()),
-                mailing_id: Some(mailing),
+                mailing_id: Some(mailing.into()),
                 recipient_list_id: Some("12".into()),
-                recipient_id: Some(format!("r{i}")),
+                recipient_id: Some(format_compact!("r{i}")),
                 event_time: received_at - lag,
                 time_source: TimeSource::Payload,
                 received_at,
                 media_type: Some("EMAIL".into()),
-                address: Some(format!("user{i}@example.com")),
+                address: Some(format_compact!("user{i}@example.com")),
                 domain: Some("example.com".into()),
                 link: None,
                 bounce_category: (kind == EventType::Bounce)
