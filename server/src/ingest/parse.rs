@@ -746,11 +746,19 @@ mod tests {
         assert_eq!(c.domain.as_deref(), Some("bücher.de"));
         // Texts longer than the 24 bytes kept inline are stored whole.
         let long = "a.very.long.local.part.indeed@mail.some-subsidiary.example.co.uk";
-        let l = one(json!({"type":"sent","mediaTypesToAddresses":{"EMAIL": long},
-            "recipientId": "recipient-0123456789-0123456789"}));
+        let l = one(
+            json!({"type":"sent","mediaTypesToAddresses":{"EMAIL": long},
+            "recipientId": "recipient-0123456789-0123456789"}),
+        );
         assert_eq!(l.address.as_deref(), Some(long));
-        assert_eq!(l.domain.as_deref(), Some("mail.some-subsidiary.example.co.uk"));
-        assert_eq!(l.recipient_id.as_deref(), Some("recipient-0123456789-0123456789"));
+        assert_eq!(
+            l.domain.as_deref(),
+            Some("mail.some-subsidiary.example.co.uk")
+        );
+        assert_eq!(
+            l.recipient_id.as_deref(),
+            Some("recipient-0123456789-0123456789")
+        );
         let n = one(json!({"type":"sent","mediaTypesToAddresses":{"EMAIL":"no-at-sign"}}));
         assert_eq!(n.domain, None);
         assert_eq!(n.recipient_key(), Some("no-at-sign"));
