@@ -105,6 +105,12 @@ async fn ingest(state: AppState, source: &str, req: Request) -> Result<Json<Rece
                 message: format!("{e}; retry shortly"),
                 retry_after_secs: 1,
             },
+            StoreError::NotDurable(_) => ApiError::Unavailable {
+                message: "the store's disk failed to sync, so the events may not be durable; \
+                          retry (a retry is not stored twice)"
+                    .into(),
+                retry_after_secs: 30,
+            },
             StoreError::Failed(_) | StoreError::Closed => ApiError::Unavailable {
                 message: "the store could not commit the events; nothing was stored, retry".into(),
                 retry_after_secs: 5,

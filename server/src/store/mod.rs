@@ -31,16 +31,24 @@ pub use writer::{dedup_key, Committed, IngestOutcome, Param};
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "mailpulse.db";
 
-/// Why a write was not done. Either way nothing was committed, so the
-/// client may safely retry.
+/// Why a write was not done, or not known to be durable. Either way the
+/// client may safely retry: a retry never stores an event twice.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Nothing was committed.
     #[error("the store is busy: {0} requests are already waiting to be written")]
     Busy(usize),
+    /// Nothing was committed.
     #[error("the store could not commit: {0}")]
     Failed(String),
+    /// Nothing was committed.
     #[error("the store is shutting down")]
     Closed,
+    /// Committed, but the fsync that should have made it durable failed
+    /// (now or earlier), so whether it survives a power loss is unknown.
+    /// Every later write gets this too, until mailpulse restarts.
+    #[error("the store could not sync its log to disk: {0}")]
+    NotDurable(String),
 }
 
 /// Counters of the store's work, read by `/metrics`.

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// A commit's answer once its fsync is known.
 fn synced_or_failed(synced: Result<(), String>) -> Result<(), StoreError> {
-    synced.map_err(StoreError::Failed)
+    synced.map_err(StoreError::NotDurable)
 }
 
 /// Rows deleted per retention transaction: small enough that ingest,

@@ -123,6 +123,12 @@ pub async fn post_dispatches(
                 message: format!("{e}; retry shortly"),
                 retry_after_secs: 1,
             },
+            StoreError::NotDurable(_) => ApiError::Unavailable {
+                message: "the store's disk failed to sync, so the dispatches may not be durable; \
+                          retry (a retry is not stored twice)"
+                    .into(),
+                retry_after_secs: 30,
+            },
             _ => ApiError::Unavailable {
                 message: "the store could not commit the dispatches; nothing was stored, retry"
                     .into(),
