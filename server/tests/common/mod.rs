@@ -152,6 +152,11 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str, within: Duration) {
 /// The value of one sample in `/metrics`, by its full name.
 pub async fn metric(server: &TestServer, name: &str) -> f64 {
     let text = get_text(&server.http, server.url("/metrics")).await;
+    sample(&text, name)
+}
+
+/// The value of one sample in a `/metrics` text, by its full name.
+pub fn sample(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
