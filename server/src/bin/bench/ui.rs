@@ -89,6 +89,30 @@ async fn render_times(
     ))
 }
 
+/// The firing alerts by severity, e.g. "2 critical, 0 warning".
+async fn firing_alerts(http: &reqwest::Client, addr: std::net::SocketAddr) -> String {
+    let alerts: serde_json::Value = match http
+        .get(format!("http://{addr}/api/v1/alerts"))
+        .send()
+        .await
+    {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(e) => return format!("unknown ({e})"),
+    };
+    let count = |severity: &str| {
+        alerts["active"].as_array().map_or(0, |a| {
+            a.iter()
+                .filter(|a| a["state"] == "firing" && a["severity"] == severity)
+                .count()
+        })
+    };
+    format!(
+        "{} critical, {} warning",
+        count("critical"),
+        count("warning")
+    )
+}
+
 /// Runs the Chromium script on `url` while this process posts one event
 /// per second, so each second brings one websocket update.
 async fn browser_cpu(
@@ -259,10 +283,15 @@ pub async fn run(opts: &Opts, site: &Path) -> anyhow::Result<Section> {
             ]),
         }
     }
+    // The wall costs more while it shows a critical alert (it blinks), and
+    // whether one fires depends on how the simulated traffic ended.
+    let firing = firing_alerts(&http, server.addr).await;
     server.stop();
     s.note(format!(
         "The server held {events} simulated events when pages were rendered. The budget \
-         says \"at the server\": the client-side figure here is an upper bound."
+         says \"at the server\": the client-side figure here is an upper bound. Alerts \
+         firing after the browser runs: {firing} (the wall shows the first critical one, \
+         blinking)."
     ));
     Ok(s)
 }
