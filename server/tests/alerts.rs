@@ -742,3 +742,44 @@ async fn email_notifications_go_over_smtp() {
     assert!(mail.contains("chart.png"), "{mail}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn retention_deletes_dispatches_accepted_or_sent_before_the_horizon() {
+    let server = TestServer::start_with(|c| c.mailings.transactional = vec![TX.into()]).await;
+    let now = now_ms();
+    let old = now - 3 * 86_400_000;
+    let r = server
+        .http
+        .post(server.url("/api/v1/dispatches"))
+        .json(&json!([
+            dispatch("old-open", "r1", old),
+            dispatch("old-sent", "r2", old),
+            dispatch("new-open", "r3", now),
+            dispatch("old-accepted-new-sent", "r4", old),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    server
+        .post_json(HOOK, &json!([sent("r2", old + 1500), sent("r4", now)]), &[])
+        .await;
+    let mails = || {
+        server.query(|c| {
+            let mut s = c.prepare("SELECT mail_id FROM dispatches ORDER BY mail_id")?;
+            let rows = s.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    };
+    assert_eq!(mails().await.len(), 4);
+    server
+        .state
+        .store
+        .apply_retention(now - 2 * 86_400_000, 0)
+        .await
+        .unwrap();
+    // An open dispatch goes by when it was accepted, a closed one by when
+    // it was sent (with its sent event).
+    assert_eq!(mails().await, ["new-open", "old-accepted-new-sent"]);
+    server.stop().await;
+}

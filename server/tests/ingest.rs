@@ -692,6 +692,68 @@ async fn retention_deletes_old_events_and_rollups() {
     server.stop().await;
 }
 
+/// An open of `mailing` by `recipient` at `t`.
+fn open(mailing: &str, recipient: &str, t: i64) -> Value {
+    json!({"type": "open", "mailingId": mailing, "recipientId": recipient, "timestamp": t})
+}
+
+#[tokio::test]
+async fn retention_deletes_the_first_opens_of_mailings_without_rollups() {
+    let server = TestServer::start().await;
+    let now = now_ms();
+    let old = now - 3 * 86_400_000;
+    // More ended mailings than one retention step looks at, and one with
+    // more openers than one step deletes.
+    let mut ended: Vec<Value> = (0..300)
+        .map(|i| open(&format!("ended-{i:03}"), "r", old))
+        .collect();
+    ended.extend((0..5_100).map(|i| open("ended-big", &format!("r{i}"), old)));
+    for chunk in ended.chunks(1_000) {
+        server
+            .post_json(HOOK, &Value::Array(chunk.to_vec()), &[])
+            .await;
+    }
+    let live: Vec<Value> = (0..3)
+        .map(|i| open("live", &format!("r{i}"), now))
+        .collect();
+    server.post_json(HOOK, &Value::Array(live), &[]).await;
+    assert_eq!(
+        count(&server, "SELECT COUNT(*) FROM engagement_firsts").await,
+        5_403
+    );
+    // Rollups older than two days go, and with them the firsts of the
+    // mailings that have none left.
+    server
+        .state
+        .store
+        .apply_retention(0, now - 2 * 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(DISTINCT mailing_id) FROM rollup_minute"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(*) FROM engagement_firsts WHERE mailing_id = 'live'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(&server, "SELECT COUNT(*) FROM engagement_firsts").await,
+        3
+    );
+    // The raw events are kept (their horizon is another).
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 5_403);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn retention_keeps_the_raw_bodies_of_kept_events() {
     let server = TestServer::start().await;

@@ -41,6 +41,10 @@ const RETENTION_CHUNK: i64 = 5_000;
 /// Raw bodies deleted per retention transaction (each up to the request
 /// size limit, 1 MiB by default, before compression).
 const BODIES_CHUNK: i64 = 500;
+/// Mailings whose first opens/clicks one retention transaction looks at.
+/// Each look is two index seeks, so a step stays well under a millisecond
+/// unless it deletes.
+const FIRSTS_MAILINGS_PER_STEP: usize = 256;
 
 pub(crate) enum Cmd {
     Ingest {
@@ -114,7 +118,16 @@ pub(crate) enum RetentionStep {
     Rollups {
         events_before: i64,
     },
-    Firsts,
+    /// Dispatch reports of mail accepted (still open) or sent (closed)
+    /// before `events_before`.
+    Dispatches {
+        events_before: i64,
+    },
+    /// First opens/clicks of mailings with no rollup left, mailing by
+    /// mailing in id order, from the first mailing after `after`.
+    Firsts {
+        after: Option<String>,
+    },
 }
 
 /// What one ingest request achieved.
@@ -532,8 +545,6 @@ impl Writer {
                     ("DELETE FROM lag_5m WHERE slot < ?1", now - 2 * 86_400_000),
                     // A sent event still unmatched after a day will not be.
                     ("DELETE FROM unmatched_sent WHERE event_time < ?1", now - 86_400_000),
-                    // Dispatches go with the raw events.
-                    ("DELETE FROM dispatches WHERE accepted_at < ?1", events_before),
                     // Delivered notifications are kept as long as raw events.
                     (
                         "DELETE FROM alert_outbox WHERE delivered_at IS NOT NULL AND created_at < ?1",
@@ -542,23 +553,92 @@ impl Writer {
                 ] {
                     n += tx.execute(sql, params![bound])?;
                 }
-                (n as u64, Some(RetentionStep::Firsts))
+                (n as u64, Some(RetentionStep::Dispatches { events_before }))
             }
-            RetentionStep::Firsts => {
-                // First opens/clicks of mailings with no rollup left: those
-                // mailings ended before the rollup horizon.
-                let n = tx.execute(
-                    "DELETE FROM engagement_firsts WHERE mailing_id NOT IN \
-                     (SELECT DISTINCT mailing_id FROM rollup_minute) \
-                     AND event_time < ?1",
-                    params![rollups_before],
-                )?;
-                (n as u64, None)
+            RetentionStep::Dispatches { events_before } => {
+                // Dispatches go with the raw events: an open one when it
+                // was accepted before the horizon, a closed one when its
+                // `sent` was. Each through its partial index, a chunk at a
+                // time: a condition on `accepted_at` alone would read the
+                // whole table (every dispatch of the last 30 days) while
+                // ingest waits.
+                let mut n = 0;
+                for sql in [
+                    "DELETE FROM dispatches WHERE rowid IN (SELECT rowid FROM dispatches \
+                     WHERE sent_at IS NULL AND accepted_at < ?1 LIMIT ?2)",
+                    "DELETE FROM dispatches WHERE rowid IN (SELECT rowid FROM dispatches \
+                     WHERE sent_at IS NOT NULL AND sent_at < ?1 LIMIT ?2)",
+                ] {
+                    n += tx.execute(sql, params![events_before, RETENTION_CHUNK - n as i64])?;
+                }
+                let next = if n as i64 == RETENTION_CHUNK {
+                    RetentionStep::Dispatches { events_before }
+                } else {
+                    RetentionStep::Firsts { after: None }
+                };
+                (n as u64, Some(next))
+            }
+            RetentionStep::Firsts { after } => {
+                let (n, next) = retain_firsts(&tx, after, rollups_before)?;
+                (n, next.map(|after| RetentionStep::Firsts { after }))
             }
         };
         tx.commit()?;
         Ok(result)
     }
+}
+
+/// One step of deleting the first opens/clicks of mailings with no rollup
+/// left (those mailings ended before the rollup horizon): looks at up to
+/// `FIRSTS_MAILINGS_PER_STEP` mailings after `after` and deletes at most
+/// `RETENTION_CHUNK` records. Returns the records deleted and where to go on
+/// from, `None` when every mailing was looked at.
+///
+/// It walks the distinct mailings by seeking in the primary key rather than
+/// asking for every record whose mailing has no rollup: that question reads
+/// the whole table (one record per opener or clicker of every mailing
+/// kept), ~300 ms per 2 million records, in one transaction while ingest
+/// waits, and it grows with the store.
+fn retain_firsts(
+    tx: &Transaction<'_>,
+    mut after: Option<String>,
+    rollups_before: i64,
+) -> anyhow::Result<(u64, Option<Option<String>>)> {
+    let mut first =
+        tx.prepare_cached("SELECT mailing_id FROM engagement_firsts ORDER BY mailing_id LIMIT 1")?;
+    let mut following = tx.prepare_cached(
+        "SELECT mailing_id FROM engagement_firsts WHERE mailing_id > ?1 \
+         ORDER BY mailing_id LIMIT 1",
+    )?;
+    let mut has_rollups =
+        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM rollup_minute WHERE mailing_id = ?1)")?;
+    let mut delete = tx.prepare_cached(
+        "DELETE FROM engagement_firsts WHERE (mailing_id, recipient, kind) IN \
+         (SELECT mailing_id, recipient, kind FROM engagement_firsts \
+          WHERE mailing_id = ?1 AND event_time < ?2 LIMIT ?3)",
+    )?;
+    for _ in 0..FIRSTS_MAILINGS_PER_STEP {
+        let mailing: Option<String> = match &after {
+            None => first.query_row([], |r| r.get(0)).optional()?,
+            Some(a) => following.query_row([a], |r| r.get(0)).optional()?,
+        };
+        let Some(mailing) = mailing else {
+            return Ok((0, None));
+        };
+        if !has_rollups.query_row([&mailing], |r| r.get::<_, bool>(0))? {
+            let n = delete.execute(params![mailing, rollups_before, RETENTION_CHUNK])?;
+            if n > 0 {
+                // This mailing again next time when the chunk was full
+                // (`after` still points before it), the next one if not.
+                if (n as i64) < RETENTION_CHUNK {
+                    after = Some(mailing);
+                }
+                return Ok((n as u64, Some(after)));
+            }
+        }
+        after = Some(mailing);
+    }
+    Ok((0, Some(after)))
 }
 
 /// The composite deduplication key, 16 bytes: the event time (ms, 6 bytes
