@@ -698,16 +698,21 @@ fn open(mailing: &str, recipient: &str, t: i64) -> Value {
 }
 
 #[tokio::test]
-async fn retention_deletes_the_first_opens_of_mailings_without_rollups() {
+async fn retention_deletes_old_rollups_and_the_first_opens_of_mailings_without_rollups() {
     let server = TestServer::start().await;
     let now = now_ms();
     let old = now - 3 * 86_400_000;
-    // More ended mailings than one retention step looks at, and one with
-    // more openers than one step deletes.
+    // More ended mailings than one retention step looks at, one with more
+    // openers than one step deletes, and more bounce rollups (one per
+    // receiving domain) than one step deletes.
     let mut ended: Vec<Value> = (0..300)
         .map(|i| open(&format!("ended-{i:03}"), "r", old))
         .collect();
     ended.extend((0..5_100).map(|i| open("ended-big", &format!("r{i}"), old)));
+    ended.extend((0..5_100).map(|i| {
+        json!({"type": "bounce", "mailingId": "ended-bounces", "recipientId": format!("b{i}"),
+               "timestamp": old, "mediaTypesToAddresses": {"EMAIL": format!("b@d{i}.example")}})
+    }));
     for chunk in ended.chunks(1_000) {
         server
             .post_json(HOOK, &Value::Array(chunk.to_vec()), &[])
@@ -717,40 +722,26 @@ async fn retention_deletes_the_first_opens_of_mailings_without_rollups() {
         .map(|i| open("live", &format!("r{i}"), now))
         .collect();
     server.post_json(HOOK, &Value::Array(live), &[]).await;
-    assert_eq!(
-        count(&server, "SELECT COUNT(*) FROM engagement_firsts").await,
-        5_403
-    );
-    // Rollups older than two days go, and with them the firsts of the
-    // mailings that have none left.
+    let firsts = "SELECT COUNT(*) FROM engagement_firsts";
+    let bounce_rollups = "SELECT COUNT(*) FROM rollup_bounce_day";
+    assert_eq!(count(&server, firsts).await, 5_403);
+    assert_eq!(count(&server, bounce_rollups).await, 5_100);
+    // Rollups older than two days go (in several steps), and with them the
+    // firsts of the mailings that have none left.
     server
         .state
         .store
         .apply_retention(0, now - 2 * 86_400_000)
         .await
         .unwrap();
-    assert_eq!(
-        count(
-            &server,
-            "SELECT COUNT(DISTINCT mailing_id) FROM rollup_minute"
-        )
-        .await,
-        1
-    );
-    assert_eq!(
-        count(
-            &server,
-            "SELECT COUNT(*) FROM engagement_firsts WHERE mailing_id = 'live'"
-        )
-        .await,
-        3
-    );
-    assert_eq!(
-        count(&server, "SELECT COUNT(*) FROM engagement_firsts").await,
-        3
-    );
+    let mailings = "SELECT COUNT(DISTINCT mailing_id) FROM rollup_minute";
+    assert_eq!(count(&server, mailings).await, 1);
+    assert_eq!(count(&server, bounce_rollups).await, 0);
+    let live = "SELECT COUNT(*) FROM engagement_firsts WHERE mailing_id = 'live'";
+    assert_eq!(count(&server, live).await, 3);
+    assert_eq!(count(&server, firsts).await, 3);
     // The raw events are kept (their horizon is another).
-    assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 5_403);
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 10_503);
     server.stop().await;
 }
 

@@ -221,6 +221,13 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ALTER TABLE events ADD COLUMN raw_len INTEGER;
     "#,
     ),
+    (
+        6,
+        "bounce rollups indexed by day, for retention",
+        r#"
+    CREATE INDEX rollup_bounce_day_by_day ON rollup_bounce_day (day);
+    "#,
+    ),
 ];
 
 /// Brings the database to the newest schema.

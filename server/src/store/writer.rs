@@ -111,23 +111,18 @@ pub(crate) enum RetentionStep {
     },
     /// Raw bodies below `below`: no event is left that points at them
     /// (bodies and events are numbered in the same commit order).
-    Bodies {
-        below: i64,
-        events_before: i64,
-    },
-    Rollups {
-        events_before: i64,
-    },
+    Bodies { below: i64, events_before: i64 },
+    /// Rollups older than the rollup horizon and unmatched sent events
+    /// older than a day.
+    Rollups { events_before: i64 },
+    /// Lag histograms and delivered notifications.
+    Housekeeping { events_before: i64 },
     /// Dispatch reports of mail accepted (still open) or sent (closed)
     /// before `events_before`.
-    Dispatches {
-        events_before: i64,
-    },
+    Dispatches { events_before: i64 },
     /// First opens/clicks of mailings with no rollup left, mailing by
     /// mailing in id order, from the first mailing after `after`.
-    Firsts {
-        after: Option<String>,
-    },
+    Firsts { after: Option<String> },
 }
 
 /// What one ingest request achieved.
@@ -534,17 +529,51 @@ impl Writer {
                 (n, Some(next))
             }
             RetentionStep::Rollups { events_before } => {
+                // The tables that grow with the traffic, each through an
+                // index on its time and a chunk at a time (one day of
+                // bounce rollups can be many rows: mailings × domains ×
+                // reasons).
                 let minute = rollups_before.div_euclid(60_000);
                 let day = rollups_before.div_euclid(86_400_000);
                 let now = chrono::Utc::now().timestamp_millis();
                 let mut n = 0;
                 for (sql, bound) in [
-                    ("DELETE FROM rollup_minute WHERE minute < ?1", minute),
-                    ("DELETE FROM rollup_bounce_day WHERE day < ?1", day),
+                    (
+                        "DELETE FROM rollup_minute WHERE (mailing_id, minute) IN \
+                         (SELECT mailing_id, minute FROM rollup_minute WHERE minute < ?1 LIMIT ?2)",
+                        minute,
+                    ),
+                    (
+                        "DELETE FROM rollup_bounce_day \
+                         WHERE (mailing_id, day, domain, category, reason) IN \
+                         (SELECT mailing_id, day, domain, category, reason FROM rollup_bounce_day \
+                          WHERE day < ?1 LIMIT ?2)",
+                        day,
+                    ),
+                    // A sent event still unmatched after a day will not be.
+                    (
+                        "DELETE FROM unmatched_sent WHERE event_id IN \
+                         (SELECT event_id FROM unmatched_sent WHERE event_time < ?1 LIMIT ?2)",
+                        now - 86_400_000,
+                    ),
+                ] {
+                    n += tx.execute(sql, params![bound, RETENTION_CHUNK - n as i64])?;
+                }
+                let next = if n as i64 == RETENTION_CHUNK {
+                    RetentionStep::Rollups { events_before }
+                } else {
+                    RetentionStep::Housekeeping { events_before }
+                };
+                (n as u64, Some(next))
+            }
+            RetentionStep::Housekeeping { events_before } => {
+                // Small tables, bounded by what they hold rather than by
+                // the traffic.
+                let now = chrono::Utc::now().timestamp_millis();
+                let mut n = 0;
+                for (sql, bound) in [
                     // Lag histograms only serve the last day.
                     ("DELETE FROM lag_5m WHERE slot < ?1", now - 2 * 86_400_000),
-                    // A sent event still unmatched after a day will not be.
-                    ("DELETE FROM unmatched_sent WHERE event_time < ?1", now - 86_400_000),
                     // Delivered notifications are kept as long as raw events.
                     (
                         "DELETE FROM alert_outbox WHERE delivered_at IS NOT NULL AND created_at < ?1",
