@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::store::StoreError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The request itself is wrong: bad JSON, a bad parameter, no events.
@@ -43,6 +45,31 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
+    /// The answer to a write the store did not do, or cannot vouch for:
+    /// 503 with how long to wait. `what` names what was sent ("events",
+    /// "dispatches"). Every case is safe to retry: a retry is deduplicated.
+    pub fn store_write(e: StoreError, what: &str) -> ApiError {
+        match e {
+            StoreError::Busy(_) => ApiError::Unavailable {
+                message: format!("{e}; retry shortly"),
+                retry_after_secs: 1,
+            },
+            StoreError::NotDurable(_) => ApiError::Unavailable {
+                message: format!(
+                    "the store's disk failed to sync, so the {what} may not be durable; \
+                     retry (a retry is not stored twice)"
+                ),
+                retry_after_secs: 30,
+            },
+            StoreError::Failed(_) | StoreError::Closed => ApiError::Unavailable {
+                message: format!(
+                    "the store could not commit the {what}; nothing was stored, retry"
+                ),
+                retry_after_secs: 5,
+            },
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -9,7 +9,6 @@ pub mod parse;
 
 use crate::config::{Config, DEFAULT_SOURCE};
 use crate::error::ApiError;
-use crate::store::StoreError;
 use crate::AppState;
 use auth::SourceGuard;
 use axum::body::Body;
@@ -100,22 +99,7 @@ async fn ingest(state: AppState, source: &str, req: Request) -> Result<Json<Rece
         .store
         .ingest(guard.name.clone(), body, batch)
         .await
-        .map_err(|e| match e {
-            StoreError::Busy(_) => ApiError::Unavailable {
-                message: format!("{e}; retry shortly"),
-                retry_after_secs: 1,
-            },
-            StoreError::NotDurable(_) => ApiError::Unavailable {
-                message: "the store's disk failed to sync, so the events may not be durable; \
-                          retry (a retry is not stored twice)"
-                    .into(),
-                retry_after_secs: 30,
-            },
-            StoreError::Failed(_) | StoreError::Closed => ApiError::Unavailable {
-                message: "the store could not commit the events; nothing was stored, retry".into(),
-                retry_after_secs: 5,
-            },
-        })?;
+        .map_err(|e| ApiError::store_write(e, "events"))?;
     Ok(Json(Receipt {
         accepted: outcome.accepted,
         duplicates: outcome.duplicates,

@@ -7,7 +7,6 @@
 use super::api::WriteAccess;
 use crate::error::ApiError;
 use crate::store::dispatch::{DispatchOutcome, DispatchReport};
-use crate::store::StoreError;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -118,23 +117,7 @@ pub async fn post_dispatches(
         .record_dispatches(reports)
         .await
         .map(Json)
-        .map_err(|e| match e {
-            StoreError::Busy(_) => ApiError::Unavailable {
-                message: format!("{e}; retry shortly"),
-                retry_after_secs: 1,
-            },
-            StoreError::NotDurable(_) => ApiError::Unavailable {
-                message: "the store's disk failed to sync, so the dispatches may not be durable; \
-                          retry (a retry is not stored twice)"
-                    .into(),
-                retry_after_secs: 30,
-            },
-            _ => ApiError::Unavailable {
-                message: "the store could not commit the dispatches; nothing was stored, retry"
-                    .into(),
-                retry_after_secs: 5,
-            },
-        })
+        .map_err(|e| ApiError::store_write(e, "dispatches"))
 }
 
 /// `GET /api/v1/transactional`: queue, delays, silence per mailing.
