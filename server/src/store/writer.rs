@@ -536,8 +536,7 @@ impl Writer {
                 let minute = rollups_before.div_euclid(60_000);
                 let day = rollups_before.div_euclid(86_400_000);
                 let now = chrono::Utc::now().timestamp_millis();
-                let mut n = 0;
-                for (sql, bound) in [
+                let deletes = [
                     (
                         "DELETE FROM rollup_minute WHERE (mailing_id, minute) IN \
                          (SELECT mailing_id, minute FROM rollup_minute WHERE minute < ?1 LIMIT ?2)",
@@ -556,15 +555,14 @@ impl Writer {
                          (SELECT event_id FROM unmatched_sent WHERE event_time < ?1 LIMIT ?2)",
                         now - 86_400_000,
                     ),
-                ] {
-                    n += tx.execute(sql, params![bound, RETENTION_CHUNK - n as i64])?;
-                }
-                let next = if n as i64 == RETENTION_CHUNK {
+                ];
+                let (n, more) = delete_chunk(&tx, deletes)?;
+                let next = if more {
                     RetentionStep::Rollups { events_before }
                 } else {
                     RetentionStep::Housekeeping { events_before }
                 };
-                (n as u64, Some(next))
+                (n, Some(next))
             }
             RetentionStep::Housekeeping { events_before } => {
                 // Small tables, bounded by what they hold rather than by
@@ -591,21 +589,27 @@ impl Writer {
                 // time: a condition on `accepted_at` alone would read the
                 // whole table (every dispatch of the last 30 days) while
                 // ingest waits.
-                let mut n = 0;
-                for sql in [
-                    "DELETE FROM dispatches WHERE rowid IN (SELECT rowid FROM dispatches \
-                     WHERE sent_at IS NULL AND accepted_at < ?1 LIMIT ?2)",
-                    "DELETE FROM dispatches WHERE rowid IN (SELECT rowid FROM dispatches \
-                     WHERE sent_at IS NOT NULL AND sent_at < ?1 LIMIT ?2)",
-                ] {
-                    n += tx.execute(sql, params![events_before, RETENTION_CHUNK - n as i64])?;
-                }
-                let next = if n as i64 == RETENTION_CHUNK {
+                let (n, more) = delete_chunk(
+                    &tx,
+                    [
+                        (
+                            "DELETE FROM dispatches WHERE rowid IN (SELECT rowid FROM dispatches \
+                             WHERE sent_at IS NULL AND accepted_at < ?1 LIMIT ?2)",
+                            events_before,
+                        ),
+                        (
+                            "DELETE FROM dispatches WHERE rowid IN (SELECT rowid FROM dispatches \
+                             WHERE sent_at IS NOT NULL AND sent_at < ?1 LIMIT ?2)",
+                            events_before,
+                        ),
+                    ],
+                )?;
+                let next = if more {
                     RetentionStep::Dispatches { events_before }
                 } else {
                     RetentionStep::Firsts { after: None }
                 };
-                (n as u64, Some(next))
+                (n, Some(next))
             }
             RetentionStep::Firsts { after } => {
                 let (n, next) = retain_firsts(&tx, after, rollups_before)?;
@@ -615,6 +619,21 @@ impl Writer {
         tx.commit()?;
         Ok(result)
     }
+}
+
+/// Runs retention deletes that share one chunk of `RETENTION_CHUNK` rows,
+/// in order: each is a `DELETE … LIMIT ?2` with its bound as `?1`, and gets
+/// what the ones before it left of the chunk. Returns the rows deleted and
+/// whether the chunk filled (so there may be more to delete).
+fn delete_chunk<const N: usize>(
+    tx: &Transaction<'_>,
+    deletes: [(&str, i64); N],
+) -> anyhow::Result<(u64, bool)> {
+    let mut n = 0;
+    for (sql, bound) in deletes {
+        n += tx.execute(sql, params![bound, RETENTION_CHUNK - n as i64])?;
+    }
+    Ok((n as u64, n as i64 == RETENTION_CHUNK))
 }
 
 /// One step of deleting the first opens/clicks of mailings with no rollup
