@@ -23,12 +23,15 @@ test('screenshots of overview, mailing detail and wall', async ({ browser }) => 
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     await guardPage(page, async (page) => {
       await page.goto(m.url('/?range=15m'));
-      await expect(page.getByTestId('link-status')).toHaveText('live');
+      // This only takes pictures: allow the debug wasm's first load longer
+      // than the default 5 s while the demo's simulator keeps both cores
+      // busy (it took longer once in CI; the page then went live).
+      await expect(page.getByTestId('link-status')).toHaveText('live', { timeout: 15_000 });
       await page.waitForTimeout(1500);
       await page.screenshot({ path: path.join(OUT, 'overview.png'), fullPage: true });
 
       await page.goto(m.url('/mailings/7101?range=15m'));
-      await expect(page.getByTestId('link-status')).toHaveText('live');
+      await expect(page.getByTestId('link-status')).toHaveText('live', { timeout: 15_000 });
       await expect(page.getByTestId('funnel-sent')).not.toHaveText('0');
       await page.waitForTimeout(1500);
       await page.screenshot({ path: path.join(OUT, 'mailing.png'), fullPage: true });
