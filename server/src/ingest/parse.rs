@@ -229,7 +229,7 @@ impl<'de> Visitor<'de> for OnePass<'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut names = KeyNames::default();
+        let mut names = KeyNames::new();
         let mut batch = ParsedBatch::default();
         while let Some(obj) = seq.next_element_seed(FieldsSeed(&mut names))? {
             // Given up: the caller reads the array the other way.
@@ -349,33 +349,33 @@ struct Fields<'a> {
 /// The known names of the keys at each position of the objects read
 /// before: the items of a batch repeat one key order, so most keys are
 /// told by comparing them with the key at the same position before.
-#[derive(Default)]
-struct KeyNames<'a>(Vec<(&'a str, Option<Name>)>);
+struct KeyNames<'a>([(&'a str, Option<Name>); KeyNames::POSITIONS]);
 
 impl<'a> KeyNames<'a> {
+    /// Positions remembered; keys further on are named every time. On the
+    /// stack, so a single-event body allocates nothing for it.
+    const POSITIONS: usize = 16;
+
+    fn new() -> KeyNames<'a> {
+        // The empty key names nothing, so it can stand for "not seen yet".
+        KeyNames([("", None); KeyNames::POSITIONS])
+    }
+
     fn name(&mut self, position: usize, key: &'a str) -> Option<Name> {
-        match self.0.get_mut(position) {
-            Some((seen, name)) => {
-                if *seen != key {
-                    *seen = key;
-                    *name = Name::of(key);
-                }
-                *name
-            }
-            None => {
-                let name = Name::of(key);
-                if position == self.0.len() {
-                    self.0.push((key, name));
-                }
-                name
-            }
+        let Some((seen, name)) = self.0.get_mut(position) else {
+            return Name::of(key);
+        };
+        if *seen != key {
+            *seen = key;
+            *name = Name::of(key);
         }
+        *name
     }
 }
 
 impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        FieldsSeed(&mut KeyNames::default()).deserialize(d)
+        FieldsSeed(&mut KeyNames::new()).deserialize(d)
     }
 }
 
