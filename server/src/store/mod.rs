@@ -565,14 +565,19 @@ fn checkpointer(
     Ok(())
 }
 
+/// The smallest and largest event ids. Two subqueries, because SQLite
+/// answers a lone `MIN(id)` or `MAX(id)` from the ends of the table's
+/// B-tree but `SELECT MIN(id), MAX(id)` by reading every row: on a store
+/// of millions of events that took the retention pass a second of a full
+/// core, and stalled ingest behind it.
+const EVENT_ID_BOUNDS: &str = "SELECT (SELECT MIN(id) FROM events), (SELECT MAX(id) FROM events)";
+
 /// The first event id received at or after `since`, by binary search over
 /// ids: ids grow with arrival, so `received_at` does too (up to the few ms
 /// between a request's arrival and its commit). No index needed.
 pub fn first_id_received_since(conn: &Connection, since: i64) -> anyhow::Result<Option<i64>> {
     let (lo, hi): (Option<i64>, Option<i64>) =
-        conn.query_row("SELECT MIN(id), MAX(id) FROM events", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+        conn.query_row(EVENT_ID_BOUNDS, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let (Some(mut lo), Some(mut hi)) = (lo, hi) else {
         return Ok(None);
     };
@@ -611,6 +616,7 @@ fn last_id_received_before(reads: &ReadPool, cutoff: i64) -> anyhow::Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use r2d2_sqlite::rusqlite::params;
 
     /// The bundled SQLite is built by the same cargo invocation as this
     /// crate, so the flags `.cargo/config.toml` hands its build script are
@@ -623,6 +629,59 @@ mod tests {
             flags.split_whitespace().any(|f| f == "-DHAVE_FDATASYNC=1"),
             "LIBSQLITE3_FLAGS is {flags:?}"
         );
+    }
+
+    /// The lines of SQLite's plan for `sql`.
+    fn plan(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        for i in 1..=stmt.parameter_count() {
+            stmt.raw_bind_parameter(i, 0).unwrap();
+        }
+        let mut rows = stmt.raw_query();
+        let mut lines = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            lines.push(row.get(3).unwrap());
+        }
+        lines
+    }
+
+    #[test]
+    fn finding_ids_by_receive_time_reads_no_whole_table() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        for sql in [
+            EVENT_ID_BOUNDS,
+            "SELECT received_at FROM events WHERE id >= ?1 ORDER BY id LIMIT 1",
+        ] {
+            let plan = plan(&conn, sql);
+            assert!(
+                plan.iter().all(|l| !l.starts_with("SCAN events")),
+                "{sql}: {plan:?}"
+            );
+        }
+        // The combined aggregate is the one that reads every row.
+        let both = plan(&conn, "SELECT MIN(id), MAX(id) FROM events");
+        assert!(
+            both.iter().any(|l| l.starts_with("SCAN events")),
+            "{both:?}"
+        );
+
+        let insert = |id: i64, received_at: i64| {
+            conn.execute(
+                "INSERT INTO events (id, dedup_key, source, type, type_raw, event_time, \
+                 time_source, received_at, raw) VALUES (?1, ?1, 's', 'sent', 'sent', 0, 'received', ?2, '')",
+                params![id, received_at],
+            )
+            .unwrap();
+        };
+        assert_eq!(first_id_received_since(&conn, 0).unwrap(), None);
+        for id in 5..=40 {
+            insert(id, id * 10);
+        }
+        assert_eq!(first_id_received_since(&conn, 0).unwrap(), Some(5));
+        assert_eq!(first_id_received_since(&conn, 201).unwrap(), Some(21));
+        assert_eq!(first_id_received_since(&conn, 400).unwrap(), Some(40));
+        assert_eq!(first_id_received_since(&conn, 401).unwrap(), None);
     }
 
     fn frames(conn: &Connection) -> i64 {
