@@ -344,7 +344,7 @@ impl Default for StoreConfig {
             rollups_retention_days: 400,
             retention_interval_secs: 3600,
             max_group_requests: 512,
-            max_group_events: 2_000,
+            max_group_events: 500,
         }
     }
 }
