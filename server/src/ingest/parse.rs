@@ -167,23 +167,22 @@ pub fn parse_body(body: &[u8], received_at: i64) -> Result<ParsedBatch, BodyErro
             return Err(BodyError::Shape(json_kind(&value)));
         }
     };
-    if let Some(batch) = read_in_one_pass(list, text, received_at) {
-        if batch.events.is_empty() && batch.quarantined.is_empty() {
-            return Err(BodyError::Empty("the array is empty"));
-        }
-        return Ok(batch);
+    let batch = match read_in_one_pass(list, text, received_at) {
+        Some(batch) => batch,
+        // Not an array of objects whose spans the fields tell (or not JSON).
+        None => split_then_parse(list, text, received_at)?,
+    };
+    // Every item is an event or quarantined, so none of either is no item.
+    if batch.events.is_empty() && batch.quarantined.is_empty() {
+        return Err(BodyError::Empty("the array is empty"));
     }
-    // Not an array of objects whose spans the fields tell (or not JSON).
-    split_then_parse(list, text, received_at)
+    Ok(batch)
 }
 
 /// The array `list` (a slice of `body`) split into items as raw JSON
 /// first, each then read: any item, at the cost of a second pass.
 fn split_then_parse(list: &str, body: &str, received_at: i64) -> Result<ParsedBatch, BodyError> {
     let items: Vec<&RawValue> = serde_json::from_str(list).map_err(json_err)?;
-    if items.is_empty() {
-        return Err(BodyError::Empty("the array is empty"));
-    }
     let mut batch = ParsedBatch::default();
     for raw in items {
         match parse_item(raw, body, received_at)? {
