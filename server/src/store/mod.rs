@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod raw;
 pub mod retention;
 pub mod schema;
+pub mod spans;
 mod sync;
 mod writer;
 

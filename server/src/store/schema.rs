@@ -228,6 +228,33 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     CREATE INDEX rollup_bounce_day_by_day ON rollup_bounce_day (day);
     "#,
     ),
+    (
+        7,
+        "a mailing's events found through id spans instead of a per-event index",
+        // Runs of a mailing's ids with gaps of at most `SPAN_GAP` (64) ids
+        // become spans, read from the old index in (mailing, id) order
+        // before it is dropped.
+        r#"
+    CREATE TABLE mailing_spans (
+        last_id    INTEGER PRIMARY KEY,
+        mailing_id TEXT NOT NULL,
+        first_id   INTEGER NOT NULL
+    );
+    CREATE INDEX mailing_spans_by_mailing ON mailing_spans (mailing_id, last_id);
+    INSERT INTO mailing_spans (last_id, mailing_id, first_id)
+        SELECT MAX(id), mailing_id, MIN(id) FROM (
+            SELECT id, mailing_id, SUM(brk) OVER (PARTITION BY mailing_id ORDER BY id) AS run
+            FROM (
+                SELECT id, mailing_id,
+                       CASE WHEN id - LAG(id) OVER (PARTITION BY mailing_id ORDER BY id) <= 64
+                            THEN 0 ELSE 1 END AS brk
+                FROM events WHERE mailing_id IS NOT NULL
+            )
+        )
+        GROUP BY mailing_id, run;
+    DROP INDEX events_by_mailing;
+    "#,
+    ),
 ];
 
 /// Brings the database to the newest schema.

@@ -14,6 +14,7 @@ use super::dispatch::{
     self, DispatchMailings, DispatchOutcome, DispatchReport, DispatchUpdate, SentMatch,
 };
 use super::raw::RawBody;
+use super::spans;
 use super::sync::{AfterSync, Syncer};
 use super::{StoreError, StoreStats};
 use crate::ingest::parse::{Event, ParsedBatch};
@@ -351,6 +352,7 @@ impl Writer {
                 )?);
             }
             drop(inserts);
+            spans::record(&tx, &committed)?;
             rollups.write(&tx)?;
             tx.commit()?;
             Ok((outcomes, committed))
@@ -461,21 +463,29 @@ impl Writer {
                 mut last_body,
             } => {
                 let mut n = 0u64;
+                let mut deleted_to = i64::MIN;
                 {
                     let mut delete = tx.prepare_cached(
                         "DELETE FROM events WHERE id IN \
                          (SELECT id FROM events WHERE id <= ?1 ORDER BY id LIMIT ?2) \
-                         RETURNING body_id",
+                         RETURNING id, body_id",
                     )?;
                     let mut rows = delete.query(params![up_to_id, RETENTION_CHUNK])?;
                     while let Some(row) = rows.next()? {
                         n += 1;
-                        if let Some(b) = row.get::<_, Option<i64>>(0)? {
+                        deleted_to = deleted_to.max(row.get(0)?);
+                        if let Some(b) = row.get::<_, Option<i64>>(1)? {
                             last_body = Some(last_body.map_or(b, |l| l.max(b)));
                         }
                     }
                 }
-                let next = if n as i64 == RETENTION_CHUNK {
+                // The spans of what is deleted: each ends at one of its
+                // mailing's events, so they are never more than the events
+                // deleted and keep pace with them chunk by chunk.
+                let spans_deleted = spans::delete_up_to(&tx, deleted_to, RETENTION_CHUNK)?;
+                let more = n as i64 == RETENTION_CHUNK;
+                n += spans_deleted;
+                let next = if more {
                     RetentionStep::Events {
                         up_to_id,
                         events_before,

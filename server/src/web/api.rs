@@ -5,6 +5,7 @@
 use crate::error::ApiError;
 use crate::metrics::MailingSettings;
 use crate::store::raw::{RawReader, StoredRaw};
+use crate::store::spans;
 use crate::AppState;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -615,59 +616,70 @@ pub async fn events(
                  link, bounce_category, bounce_reason, mail_id, first_open, first_click, raw, \
                  body_id, raw_start, raw_len FROM events WHERE 1=1",
             );
-            let mut args: Vec<Box<dyn r2d2_sqlite::rusqlite::ToSql>> = vec![];
-            if let Some(m) = mailing {
-                sql.push_str(" AND mailing_id = ?");
-                args.push(Box::new(m));
+            // Parameters by number: ?1 type, ?2 lowest id, ?3 highest id,
+            // ?4 mailing, ?5 how many.
+            if event_type.is_some() {
+                sql.push_str(" AND type = ?1");
             }
-            if let Some(t) = event_type {
-                sql.push_str(" AND type = ?");
-                args.push(Box::new(t));
+            sql.push_str(" AND id BETWEEN ?2 AND ?3");
+            if mailing.is_some() {
+                sql.push_str(" AND mailing_id = ?4");
             }
-            if let Some(b) = before {
-                sql.push_str(" AND id < ?");
-                args.push(Box::new(b));
-            }
-            sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+            sql.push_str(" ORDER BY id DESC LIMIT ?5");
             let mut stmt = conn.prepare(&sql)?;
-            let mut rows = stmt.query(r2d2_sqlite::rusqlite::params_from_iter(args.iter()))?;
-            let mut out = Vec::new();
             let mut raws = RawReader::new(conn);
-            while let Some(r) = rows.next()? {
-                let address: Option<String> = r.get(12)?;
-                let mut raw = raws.text(StoredRaw::from_row(r, 20)?)?;
-                let shown = address.as_ref().map(|a| {
-                    if unmasked {
-                        a.clone()
-                    } else {
-                        let m = mask_address(a);
-                        raw = raw.replace(a.as_str(), &m);
-                        m
-                    }
-                });
-                out.push(EventOut {
-                    id: r.get(0)?,
-                    source: r.get(1)?,
-                    event_type: r.get(2)?,
-                    type_raw: r.get(3)?,
-                    client_id: r.get(4)?,
-                    mailing_id: r.get(5)?,
-                    recipient_list_id: r.get(6)?,
-                    recipient_id: r.get(7)?,
-                    event_time: rfc3339(r.get(8)?),
-                    time_source: r.get(9)?,
-                    received_at: rfc3339(r.get(10)?),
-                    media_type: r.get(11)?,
-                    address: shown,
-                    domain: r.get(13)?,
-                    link: r.get(14)?,
-                    bounce_category: r.get(15)?,
-                    bounce_reason: r.get(16)?,
-                    mail_id: r.get(17)?,
-                    first_open: r.get(18)?,
-                    first_click: r.get(19)?,
-                    raw,
-                });
+            let mut out = Vec::new();
+            // Rows with ids in `lo..=hi`, newest first, until `limit`; false
+            // once it is reached.
+            let mut read = |lo: i64, hi: i64, out: &mut Vec<EventOut>| -> anyhow::Result<bool> {
+                let left = (limit - out.len()) as i64;
+                let mut rows = stmt.query(r2d2_sqlite::rusqlite::params![
+                    event_type, lo, hi, mailing, left
+                ])?;
+                while let Some(r) = rows.next()? {
+                    let address: Option<String> = r.get(12)?;
+                    let mut raw = raws.text(StoredRaw::from_row(r, 20)?)?;
+                    let shown = address.as_ref().map(|a| {
+                        if unmasked {
+                            a.clone()
+                        } else {
+                            let m = mask_address(a);
+                            raw = raw.replace(a.as_str(), &m);
+                            m
+                        }
+                    });
+                    out.push(EventOut {
+                        id: r.get(0)?,
+                        source: r.get(1)?,
+                        event_type: r.get(2)?,
+                        type_raw: r.get(3)?,
+                        client_id: r.get(4)?,
+                        mailing_id: r.get(5)?,
+                        recipient_list_id: r.get(6)?,
+                        recipient_id: r.get(7)?,
+                        event_time: rfc3339(r.get(8)?),
+                        time_source: r.get(9)?,
+                        received_at: rfc3339(r.get(10)?),
+                        media_type: r.get(11)?,
+                        address: shown,
+                        domain: r.get(13)?,
+                        link: r.get(14)?,
+                        bounce_category: r.get(15)?,
+                        bounce_reason: r.get(16)?,
+                        mail_id: r.get(17)?,
+                        first_open: r.get(18)?,
+                        first_click: r.get(19)?,
+                        raw,
+                    });
+                }
+                Ok(out.len() < limit)
+            };
+            match &mailing {
+                // A mailing's events lie in its id spans (no index per event).
+                Some(m) => spans::newest_first(conn, m, before, |lo, hi| read(lo, hi, &mut out))?,
+                None => {
+                    read(i64::MIN, before.map_or(i64::MAX, |b| b - 1), &mut out)?;
+                }
             }
             Ok(out)
         })

@@ -9,6 +9,7 @@ pub mod telemetry;
 pub mod transactional;
 pub mod ws;
 
+use crate::store::spans;
 use crate::{ingest, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -128,28 +129,38 @@ impl ViewSource for LiveViews {
         Box::pin(async move {
             store
                 .read(move |c| {
-                    let mut s = c.prepare(
+                    let mut s = c.prepare_cached(
                         "SELECT id, type, event_time, received_at, recipient_id, address, link, \
-                         bounce_category, bounce_reason FROM events WHERE mailing_id = ?1 \
-                         ORDER BY id DESC LIMIT ?2",
+                         bounce_category, bounce_reason FROM events \
+                         WHERE id BETWEEN ?1 AND ?2 AND mailing_id = ?3 ORDER BY id DESC LIMIT ?4",
                     )?;
-                    let rows =
-                        s.query_map(r2d2_sqlite::rusqlite::params![mailing, limit as i64], |r| {
-                            Ok(RawEvent {
-                                id: r.get(0)?,
-                                event_type: r.get(1)?,
-                                event_time: r.get(2)?,
-                                received_at: r.get(3)?,
-                                recipient: r.get(4)?,
-                                address: r
-                                    .get::<_, Option<String>>(5)?
-                                    .map(|a| api::mask_address(&a)),
-                                link: r.get(6)?,
-                                bounce: r.get(7)?,
-                                reason: r.get(8)?,
-                            })
-                        })?;
-                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                    let mut out = Vec::new();
+                    spans::newest_first(c, &mailing, None, |lo, hi| {
+                        let left = (limit - out.len()) as i64;
+                        let rows = s.query_map(
+                            r2d2_sqlite::rusqlite::params![lo, hi, mailing, left],
+                            |r| {
+                                Ok(RawEvent {
+                                    id: r.get(0)?,
+                                    event_type: r.get(1)?,
+                                    event_time: r.get(2)?,
+                                    received_at: r.get(3)?,
+                                    recipient: r.get(4)?,
+                                    address: r
+                                        .get::<_, Option<String>>(5)?
+                                        .map(|a| api::mask_address(&a)),
+                                    link: r.get(6)?,
+                                    bounce: r.get(7)?,
+                                    reason: r.get(8)?,
+                                })
+                            },
+                        )?;
+                        for row in rows {
+                            out.push(row?);
+                        }
+                        Ok(out.len() < limit)
+                    })?;
+                    Ok(out)
                 })
                 .await
                 .map_err(|e| e.to_string())
