@@ -650,6 +650,10 @@ async fn restart_keeps_deduplication() {
 async fn retention_deletes_old_events_and_rollups() {
     let server = TestServer::start().await;
     server.post_json(HOOK, &events("old", 12), &[]).await;
+    assert_eq!(
+        count(&server, "SELECT COUNT(*) FROM mailing_spans").await,
+        1
+    );
     let now = now_ms();
     // Nothing is old enough yet.
     let n = server
@@ -669,6 +673,11 @@ async fn retention_deletes_old_events_and_rollups() {
         .unwrap();
     assert_eq!(n, 12 + 1);
     assert_eq!(count(&server, "SELECT COUNT(*) FROM events").await, 0);
+    // So did the spans that found a mailing's events.
+    assert_eq!(
+        count(&server, "SELECT COUNT(*) FROM mailing_spans").await,
+        0
+    );
     // The batch's raw body went with its events.
     assert_eq!(count(&server, "SELECT COUNT(*) FROM raw_bodies").await, 0);
     assert_eq!(

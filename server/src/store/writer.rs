@@ -481,11 +481,10 @@ impl Writer {
                 }
                 // The spans of what is deleted: each ends at one of its
                 // mailing's events, so they are never more than the events
-                // deleted and keep pace with them chunk by chunk.
-                let spans_deleted = spans::delete_up_to(&tx, deleted_to, RETENTION_CHUNK)?;
-                let more = n as i64 == RETENTION_CHUNK;
-                n += spans_deleted;
-                let next = if more {
+                // deleted and keep pace with them chunk by chunk. Like
+                // index entries, they are not counted as rows deleted.
+                spans::delete_up_to(&tx, deleted_to, RETENTION_CHUNK)?;
+                let next = if n as i64 == RETENTION_CHUNK {
                     RetentionStep::Events {
                         up_to_id,
                         events_before,
