@@ -285,6 +285,29 @@ async fn events_come_as_json_ndjson_or_csv_with_addresses_masked() {
     let last = page1["events"][4]["id"].as_i64().unwrap();
     let (_, page2) = get(&server, &format!("/api/v1/events?limit=5&before={last}")).await;
     assert!(page2["events"][0]["id"].as_i64().unwrap() < last);
+    // And within a mailing: pages follow each other without a gap or a
+    // repeat, and hold only that mailing's events.
+    let mut seen = Vec::new();
+    let mut before = String::new();
+    loop {
+        let (s, page) = get(
+            &server,
+            &format!("/api/v1/events?mailing=spring&limit=7{before}"),
+        )
+        .await;
+        assert_eq!(s, 200, "{page}");
+        let events = page["events"].as_array().unwrap();
+        if events.is_empty() {
+            break;
+        }
+        for e in events {
+            assert_eq!(e["mailing_id"], "spring", "{e}");
+            seen.push(e["id"].as_i64().unwrap());
+        }
+        before = format!("&before={}", seen.last().unwrap());
+    }
+    assert_eq!(seen.len(), 129);
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
     server.stop().await;
 }
 

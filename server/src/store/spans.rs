@@ -81,7 +81,7 @@ pub fn newest_first(
         .optional()?;
     // Below the range visited last, so no id is visited twice even if
     // spans overlapped.
-    let mut upper = before - 1;
+    let mut upper = before.saturating_sub(1);
     if let Some((first, _)) = straddling.filter(|s| s.0 < before) {
         if !visit(first, upper)? {
             return Ok(());
@@ -225,7 +225,14 @@ mod tests {
 
     fn check_all_reads(conn: &Connection, n: i64) {
         for m in ["dense", "medium", "sparse0", "sparse2", "bursty", "nothing"] {
-            for before in [None, Some(1), Some(n / 3), Some(n / 2 + 7), Some(n)] {
+            for before in [
+                None,
+                Some(i64::MIN),
+                Some(1),
+                Some(n / 3),
+                Some(n / 2 + 7),
+                Some(n),
+            ] {
                 for limit in [1, 7, 100, 10_000] {
                     check_reads(conn, m, before, limit);
                 }

@@ -678,7 +678,11 @@ pub async fn events(
                 // A mailing's events lie in its id spans (no index per event).
                 Some(m) => spans::newest_first(conn, m, before, |lo, hi| read(lo, hi, &mut out))?,
                 None => {
-                    read(i64::MIN, before.map_or(i64::MAX, |b| b - 1), &mut out)?;
+                    read(
+                        i64::MIN,
+                        before.map_or(i64::MAX, |b| b.saturating_sub(1)),
+                        &mut out,
+                    )?;
                 }
             }
             Ok(out)
