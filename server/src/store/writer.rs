@@ -1124,4 +1124,42 @@ mod tests {
             event(r#"{"type":"sent","mailingId":"a","recipientId":"bc","timestamp":1766999000}"#);
         assert_ne!(dedup_key("s", &a), dedup_key("s", &b));
     }
+
+    /// Keys already stored must match the keys of re-deliveries after an
+    /// upgrade: any change to how keys are computed must give these bytes
+    /// (computed by the implementation of schema versions 1–7).
+    #[test]
+    fn dedup_keys_stay_what_stores_hold() {
+        let hex = |k: [u8; 16]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let cases = [
+            (
+                "default",
+                r#"{"type":"click","clientId":7,"mailingId":4711,"userListId":12,"recipientId":"r-1","timestamp":1767000000123,"link":"https://example.com/offer"}"#,
+            ),
+            (
+                "eu",
+                r#"{"type":"sent","mailingId":"ab","timestamp":1766999000}"#,
+            ),
+            (
+                "default",
+                r#"{"type":"bounce","recipientId":"9","mediaTypesToAddresses":{"EMAIL":"a@b.example"},"bounceType":"hard","timestamp":"2025-12-28T10:00:00Z"}"#,
+            ),
+            (
+                "s",
+                &format!(
+                    r#"{{"type":"click","mailingId":"m","recipientId":"r","timestamp":1766999000,"link":"https://example.com/{}"}}"#,
+                    "x".repeat(2000)
+                ),
+            ),
+        ];
+        let want = [
+            "019b6968467b3c943898ab264630b117",
+            "019b695903c0b4c8027067f7e065d9a4",
+            "019b64668900043ac4e50d211837b5e2",
+            "019b695903c0c22b06ae24e4c4b3e861",
+        ];
+        for ((source, json), want) in cases.iter().zip(want) {
+            assert_eq!(hex(dedup_key(source, &event(json))), want, "{json}");
+        }
+    }
 }
