@@ -13,6 +13,7 @@
 //! later groups have larger ids.
 
 use r2d2_sqlite::rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::collections::HashMap;
 
 use super::writer::Committed;
 
@@ -22,10 +23,12 @@ pub const SPAN_GAP: i64 = 64;
 /// Records the spans of a group's committed events (in id order), in the
 /// group's transaction.
 pub(crate) fn record(tx: &Transaction<'_>, committed: &[Committed]) -> anyhow::Result<()> {
-    // Open runs of this group, one per mailing; a group holds few mailings,
-    // and consecutive events mostly share one, so a linear search with the
-    // last hit first is enough.
+    // Open runs of this group, one per mailing: (mailing, first, last).
+    // Consecutive events mostly share a mailing, so the last hit is tried
+    // first; the map finds the others (a group of transactional mail can
+    // hold hundreds of mailings).
     let mut open: Vec<(&str, i64, i64)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
     let mut last_hit = 0;
     let mut insert = tx.prepare_cached(
         "INSERT INTO mailing_spans (last_id, mailing_id, first_id) VALUES (?1, ?2, ?3)",
@@ -37,7 +40,7 @@ pub(crate) fn record(tx: &Transaction<'_>, committed: &[Committed]) -> anyhow::R
         let at = if open.get(last_hit).is_some_and(|r| r.0 == m) {
             Some(last_hit)
         } else {
-            open.iter().position(|r| r.0 == m)
+            index.get(m).copied()
         };
         match at {
             Some(i) => {
@@ -50,8 +53,9 @@ pub(crate) fn record(tx: &Transaction<'_>, committed: &[Committed]) -> anyhow::R
                 last_hit = i;
             }
             None => {
+                last_hit = open.len();
+                index.insert(m, last_hit);
                 open.push((m, c.id, c.id));
-                last_hit = open.len() - 1;
             }
         }
     }
