@@ -163,22 +163,10 @@ mod tests {
 
     #[test]
     fn rows_written_before_version_5_read_back_inline() {
-        use super::super::schema::{migrate, MIGRATIONS};
+        use super::super::schema::{migrate, migrate_to, MIGRATIONS};
         // A store as version 4 left it, with one event in it.
         let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
-             description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-        )
-        .unwrap();
-        for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 <= 4) {
-            conn.execute_batch(sql).unwrap();
-            conn.execute(
-                "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
-                r2d2_sqlite::rusqlite::params![version, description],
-            )
-            .unwrap();
-        }
+        migrate_to(&mut conn, 4).unwrap();
         conn.execute(
             "INSERT INTO events (dedup_key, source, type, type_raw, event_time, time_source, \
              received_at, raw) VALUES (x'00', 'default', 'sent', 'sent', 1, 'payload', 1, \

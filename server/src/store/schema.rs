@@ -259,6 +259,13 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
 
 /// Brings the database to the newest schema.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<u32> {
+    migrate_to(conn, MIGRATIONS.last().map_or(0, |m| m.0))
+}
+
+/// Brings the database to schema version `target` (at most the newest):
+/// the tests of a migration start from a store as an older version left
+/// it.
+pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> anyhow::Result<u32> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version     INTEGER PRIMARY KEY,
@@ -278,7 +285,8 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<u32> {
              refusing to touch it"
         );
     }
-    for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > current && m.0 <= target)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
             .map_err(|e| anyhow::anyhow!("migration {version} ({description}) failed: {e}"))?;
@@ -289,7 +297,7 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<u32> {
         tx.commit()?;
         tracing::info!(version, description, "store migrated");
     }
-    Ok(newest)
+    Ok(target.min(newest))
 }
 
 #[cfg(test)]

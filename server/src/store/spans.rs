@@ -123,7 +123,7 @@ mod tests {
     use super::*;
     use crate::ingest::parse::parse_body;
     use crate::store::dispatch::SentMatch;
-    use crate::store::schema::{self, MIGRATIONS};
+    use crate::store::schema;
 
     /// A small deterministic generator (xorshift), so failures repeat.
     struct Rng(u64);
@@ -304,20 +304,9 @@ mod tests {
 
     #[test]
     fn the_migration_turns_the_old_index_into_spans() {
+        // A store as version 6 left it.
         let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
-             description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-        )
-        .unwrap();
-        for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 <= 6) {
-            conn.execute_batch(sql).unwrap();
-            conn.execute(
-                "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
-                params![version, description],
-            )
-            .unwrap();
-        }
+        schema::migrate_to(&mut conn, 6).unwrap();
         let all = mailings(3_000, 7);
         for (i, m) in all.iter().enumerate() {
             insert_event(&conn, i as i64 + 1, m.as_deref());
