@@ -19,6 +19,10 @@ const SINGLE_CONNS: [usize; 2] = [64, 256];
 /// Connection counts tried for 100-event batches.
 const BATCH_CONNS: [usize; 2] = [16, 64];
 
+/// Batches handed to the store at a time when it runs alone: as many as
+/// the HTTP batch run's larger connection count.
+const STORE_IN_FLIGHT: usize = 64;
+
 /// Idle time before each half-peak run (see there).
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -94,8 +98,8 @@ struct Measured {
 
 /// Thread names of the store's writer and checkpointer (`store/`); Linux
 /// cuts thread names to 15 bytes.
-const WRITER_THREAD: &str = "store-writer";
-const CHECKPOINTER_THREAD: &str = "store-checkpoin";
+pub const WRITER_THREAD: &str = "store-writer";
+pub const CHECKPOINTER_THREAD: &str = "store-checkpoin";
 
 async fn measure(server: &Server, load: Load) -> anyhow::Result<Measured> {
     let threads = |s: &Server| {
@@ -291,6 +295,23 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     let db_bytes = std::fs::metadata(dir.path().join("mailpulse.db")).map_or(0, |m| m.len());
     let rss = server.rss_bytes();
     server.stop();
+    // The store with the machine to itself, after the HTTP runs so it
+    // shares no core with them.
+    let alone_store = crate::store_only::StoreAlone::start().await?;
+    let mut alone_runs = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        let id = run_id("a", round, STORE_IN_FLIGHT);
+        let r = alone_store.run(id, secs, STORE_IN_FLIGHT).await?;
+        alone_runs.push(Measured {
+            out: r.out,
+            server_cpu: r.process_cpu,
+            writer_cpu: r.writer_cpu,
+            checkpointer_cpu: r.checkpointer_cpu,
+            gen_cpu: f64::NAN, // no load generator
+        });
+    }
+    alone_store.stop().await?;
+    let (alone, alone_all) = median(alone_runs);
 
     let mut s = Section::new(
         "Ingest throughput (issue 3)",
@@ -315,7 +336,12 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
              rate, over the connection count that reached it, each after {settle:.0} s idle so \
              the store's checkpoints have caught up with the closed-loop overload before; \
              the batch rate runs twice, {secs:.0} s and {sustained:.0} s (the longer one \
-             includes the WAL's wraps and the database's writeback, see docs/store.md).",
+             includes the WAL's wraps and the database's writeback, see docs/store.md). \
+             The last row takes HTTP and the load generator away: the same batches, parsed \
+             beforehand, handed straight to an in-process store ({STORE_IN_FLIGHT} at a \
+             time) with its writer, WAL sync thread, checkpointer and live engine, as \
+             `mailpulse serve` runs them; its server CPU is the whole bench process's. \
+             It is the most the single writer commits with the machine to itself.",
             SINGLE_CONNS.map(|c| c.to_string()).join(" and "),
             BATCH_CONNS.map(|c| c.to_string()).join(" and "),
             settle = SETTLE.as_secs_f64(),
@@ -348,7 +374,11 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             } else {
                 format!("{:.2} / {:.2}", m.writer_cpu, m.checkpointer_cpu)
             },
-            format!("{:.2}", m.gen_cpu),
+            if m.gen_cpu.is_nan() {
+                "—".to_string() // no load generator
+            } else {
+                format!("{:.2}", m.gen_cpu)
+            },
             m.out.failed.to_string(),
             verdict,
             all.iter()
@@ -415,6 +445,20 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         100.0,
         format!("p99 {} (target < 20 ms)", ms(sustained.out.p(0.99))),
         &[],
+    ));
+    s.row(row(
+        &format!(
+            "the store alone: in-process, no HTTP, 100 events per hand-off, \
+             {STORE_IN_FLIGHT} in flight"
+        ),
+        &alone,
+        100.0,
+        format!(
+            "{:.0} events/s; the writer on a core {:.0}% of the time",
+            alone.out.rps() * 100.0,
+            100.0 * alone.writer_cpu
+        ),
+        &alone_all,
     ));
     let events =
         single_ok + half_one.out.ok + (batch_ok + half_hundred.out.ok + sustained.out.ok) * 100;

@@ -11,6 +11,7 @@ mod loadgen;
 mod proc;
 mod rebuild;
 mod report;
+mod store_only;
 mod ui;
 
 use clap::{Parser, Subcommand};
@@ -86,6 +87,16 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         batch: u64,
     },
+    /// One run of the store alone (in-process, no HTTP) with 100-event
+    /// batches: prints events/s, latency and the writer's CPU.
+    Store {
+        /// Batches handed over at a time.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Runs one after the other on the same store.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
     /// (internal) the bare axum handler used as the ceiling.
     CeilingServer,
 }
@@ -104,6 +115,9 @@ fn main() -> anyhow::Result<()> {
                 rate,
                 batch,
             } => ingest::one_run(addr, connections, rate, batch, cli.opts.seconds).await,
+            Cmd::Store { in_flight, runs } => {
+                store_only::one_run(in_flight, runs, cli.opts.seconds).await
+            }
             Cmd::Ingest => print(ingest::run(&cli.opts).await?),
             Cmd::E2e => print(e2e::run(&cli.opts).await?),
             Cmd::Fanout => print(fanout::run(&cli.opts).await?),

@@ -81,21 +81,9 @@ impl Server {
         cpu_seconds(self.child.id())
     }
 
-    /// CPU seconds used so far by the process's threads named `name` (the
-    /// store's writer and checkpointer name theirs), so a table can say
-    /// which thread limits a run. Threads that ended are not counted.
+    /// CPU seconds used so far by the process's threads named `name`.
     pub fn thread_cpu_seconds(&self, name: &str) -> f64 {
-        let pid = self.child.id();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            return 0.0;
-        };
-        tasks
-            .flatten()
-            .filter(|t| {
-                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
-            })
-            .map(|t| stat_cpu_seconds(&t.path().join("stat")))
-            .sum()
+        thread_cpu_seconds(self.child.id(), name)
     }
 
     /// Resident memory, in bytes.
@@ -124,6 +112,22 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
     }
+}
+
+/// CPU seconds used so far by the threads of process `pid` named `name`
+/// (the store's writer and checkpointer name theirs), so a table can say
+/// which thread limits a run. Threads that ended are not counted.
+pub fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .map(|t| stat_cpu_seconds(&t.path().join("stat")))
+        .sum()
 }
 
 pub fn cpu_seconds(pid: u32) -> f64 {

@@ -1,0 +1,166 @@
+//! The store on its own: the ingest bench's 100-event batches, parsed in
+//! advance, handed straight to an in-process store (its writer, WAL sync
+//! thread and checkpointer, and the live engine, as `mailpulse serve` runs
+//! them) with no HTTP and no load generator on the machine. Its events/s is
+//! what the single writer reaches when it has the machine to itself: the
+//! bound above the HTTP batch figures.
+
+use crate::ingest::{event_json, CHECKPOINTER_THREAD, WRITER_THREAD};
+use crate::loadgen::Outcome;
+use crate::proc::{own_cpu_seconds, thread_cpu_seconds};
+use crate::report::ms;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use mailpulse::config::Config;
+use mailpulse::ingest::parse::{parse_body, ParsedBatch};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Events per hand-off, as in the HTTP batch runs.
+const BATCH: u64 = 100;
+
+/// Batches prepared per second of run (300k events/s): above what the
+/// writer can take (~160k events/s here), so a run ends by time, not by
+/// running out of batches.
+const BATCHES_PER_SECOND: f64 = 3_000.0;
+
+/// One run's figures, in the shape of a load generator's run.
+pub struct StoreRun {
+    pub out: Outcome,
+    /// Cores used by the whole process meanwhile (store threads and the
+    /// tokio workers hashing, compressing and running the live engine).
+    pub process_cpu: f64,
+    pub writer_cpu: f64,
+    pub checkpointer_cpu: f64,
+}
+
+/// An in-process store (with the live engine, as `mailpulse serve` runs
+/// them) in a temporary directory.
+pub struct StoreAlone {
+    server: mailpulse::Server,
+    _dir: tempfile::TempDir,
+}
+
+impl StoreAlone {
+    pub async fn start() -> anyhow::Result<StoreAlone> {
+        let dir = tempfile::tempdir()?;
+        // The defaults of `mailpulse serve`, `synchronous = full` included.
+        let config = Config::for_tests(dir.path().to_path_buf()).finish()?;
+        let server = mailpulse::Server::start(config)?;
+        while !server.state().is_ready() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(StoreAlone { server, _dir: dir })
+    }
+
+    /// Hands the store batches for `secs`, `in_flight` at a time; `run`
+    /// makes the events unique across calls.
+    pub async fn run(&self, run: &str, secs: f64, in_flight: usize) -> anyhow::Result<StoreRun> {
+        let store = self.server.state().store.clone();
+        // Parsed before the clock starts: parsing is the HTTP handler's
+        // work, not the store's.
+        let count = (secs * BATCHES_PER_SECOND) as u64;
+        let mut batches: Vec<(Bytes, ParsedBatch)> = Vec::with_capacity(count as usize);
+        let mut text = String::new();
+        for b in 0..count {
+            let now = chrono::Utc::now().timestamp_millis();
+            text.clear();
+            text.push('[');
+            for i in 0..BATCH {
+                if i > 0 {
+                    text.push(',');
+                }
+                event_json(run, b * BATCH + i, now as u64, &mut text);
+            }
+            text.push(']');
+            let body = Bytes::copy_from_slice(text.as_bytes());
+            let parsed = parse_body(&body, now)?;
+            batches.push((body, parsed));
+        }
+        let queue = Arc::new(Mutex::new(batches.into_iter()));
+
+        let pid = std::process::id();
+        let threads = || {
+            (
+                thread_cpu_seconds(pid, WRITER_THREAD),
+                thread_cpu_seconds(pid, CHECKPOINTER_THREAD),
+            )
+        };
+        let (p0, (w0, c0)) = (own_cpu_seconds(), threads());
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs_f64(secs);
+        let source: Arc<str> = "default".into();
+        let mut senders = tokio::task::JoinSet::new();
+        for _ in 0..in_flight {
+            let (queue, store, source) = (queue.clone(), store.clone(), source.clone());
+            senders.spawn(async move {
+                let mut latency =
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds");
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    let next = queue.lock().expect("batch queue").next();
+                    let Some((body, batch)) = next else { break };
+                    let sent = Instant::now();
+                    match store.ingest(source.clone(), body, batch).await {
+                        Ok(_) => {
+                            ok += 1;
+                            latency.saturating_record(sent.elapsed().as_micros() as u64);
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (ok, failed, latency)
+            });
+        }
+        let mut out = Outcome {
+            ok: 0,
+            failed: 0,
+            elapsed: Duration::ZERO,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        };
+        while let Some(done) = senders.join_next().await {
+            let (ok, failed, latency) = done?;
+            out.ok += ok;
+            out.failed += failed;
+            out.latency.add(latency)?;
+        }
+        out.elapsed = started.elapsed();
+        let (w1, c1) = threads();
+        let wall = out.elapsed.as_secs_f64();
+        Ok(StoreRun {
+            process_cpu: (own_cpu_seconds() - p0) / wall,
+            writer_cpu: (w1 - w0) / wall,
+            checkpointer_cpu: (c1 - c0) / wall,
+            out,
+        })
+    }
+
+    /// Stops the background tasks and closes the store, as `serve` does on
+    /// shutdown (it needs a listener; nothing connects to it).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.server.state().shutdown.cancel();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        self.server.serve(listener, async {}).await
+    }
+}
+
+/// `mailpulse-bench store`: `runs` runs on one store, each printed on a
+/// line.
+pub async fn one_run(in_flight: usize, runs: usize, secs: f64) -> anyhow::Result<()> {
+    let store = StoreAlone::start().await?;
+    for n in 0..runs {
+        let id = format!("store{}-{n}-", chrono::Utc::now().timestamp_millis());
+        let r = store.run(&id, secs, in_flight).await?;
+        println!(
+            "events/s {:.0} · failed {} · p50 {} · p99 {} · process CPU {:.2} · writer {:.2} · checkpointer {:.2}",
+            r.out.rps() * BATCH as f64,
+            r.out.failed,
+            ms(r.out.p(0.5)),
+            ms(r.out.p(0.99)),
+            r.process_cpu,
+            r.writer_cpu,
+            r.checkpointer_cpu,
+        );
+    }
+    store.stop().await
+}
