@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
                 // One at a time, each timed, so a slow one shows while it runs.
                 for name in ["ingest", "e2e", "fanout", "rebuild", "ui", "detect"] {
                     if !sections.is_empty() {
-                        settle_disk().await;
+                        settle_disk(std::time::Duration::from_secs(2)).await;
                     }
                     let t = std::time::Instant::now();
                     eprintln!("bench: {name}…");
@@ -188,17 +188,17 @@ async fn ceiling_server() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the previous section's writes are on disk, then a moment
+/// Waits until the previous section's writes are on disk, then `pause`
 /// more, so that they do not land in the next section's measurements. The
 /// ingest section leaves a store of ~1.7 GB behind (deleted as it ends);
 /// the e2e section right after it read p99 150 and 176 ms in two runs, and
 /// 101–102 ms when run on its own.
-async fn settle_disk() {
+pub async fn settle_disk(pause: std::time::Duration) {
     let t = std::time::Instant::now();
     let synced = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
     if !matches!(synced, Ok(Ok(s)) if s.success()) {
         eprintln!("bench: `sync` failed; the next section may see the last one's writeback");
     }
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    tokio::time::sleep(pause).await;
     eprintln!("bench: disk settled in {:.1} s", t.elapsed().as_secs_f64());
 }
