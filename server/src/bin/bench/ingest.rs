@@ -19,13 +19,6 @@ const SINGLE_CONNS: [usize; 2] = [64, 256];
 /// Connection counts tried for 100-event batches.
 const BATCH_CONNS: [usize; 2] = [16, 64];
 
-/// Batches handed to the store at a time when it runs alone: as many as
-/// the HTTP batch run's larger connection count.
-const STORE_IN_FLIGHT: usize = 64;
-
-/// The pause after the store-alone runs (see there).
-const STORE_ALONE_SETTLE: Duration = Duration::from_secs(10);
-
 /// Idle time before each half-peak run (see there).
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -150,7 +143,7 @@ fn load_to(
 /// mailpulse's runs interleaved, and the tables show the median run: the
 /// machine's speed drifts by ±15 % from minute to minute, and interleaving
 /// keeps the ratio honest.
-const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 3;
 
 /// How a verdict cell says whether its target is met: the figures are
 /// rounded for the table, and 49.96 % must not read as "50 %, met".
@@ -173,9 +166,14 @@ fn p99_verdict(out: &Outcome) -> String {
 }
 
 /// The run with the median throughput.
-fn median(mut runs: Vec<Measured>) -> (Measured, Vec<f64>) {
-    runs.sort_by(|a, b| a.out.rps().total_cmp(&b.out.rps()));
-    let all = runs.iter().map(|m| m.out.rps()).collect();
+fn median(runs: Vec<Measured>) -> (Measured, Vec<f64>) {
+    median_by(runs, |m| m.out.rps())
+}
+
+/// The run with the median `rate`, and every run's rate in rising order.
+pub fn median_by<T>(mut runs: Vec<T>, rate: impl Fn(&T) -> f64) -> (T, Vec<f64>) {
+    runs.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    let all = runs.iter().map(&rate).collect();
     let mid = runs.len() / 2;
     (runs.swap_remove(mid), all)
 }
@@ -318,27 +316,6 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     let db_bytes = std::fs::metadata(dir.path().join("mailpulse.db")).map_or(0, |m| m.len());
     let rss = server.rss_bytes();
     server.stop();
-    // The store with the machine to itself, after the HTTP runs so it
-    // shares no core with them.
-    let alone_store = crate::store_only::StoreAlone::start().await?;
-    let mut alone_runs = Vec::with_capacity(ROUNDS);
-    for round in 0..ROUNDS {
-        let id = run_id("a", round, STORE_IN_FLIGHT);
-        let r = alone_store.run(id, secs, STORE_IN_FLIGHT).await?;
-        alone_runs.push(Measured {
-            out: r.out,
-            server_cpu: r.process_cpu,
-            writer_cpu: r.writer_cpu,
-            checkpointer_cpu: r.checkpointer_cpu,
-            gen_cpu: f64::NAN, // no load generator
-        });
-    }
-    alone_store.stop().await?;
-    // Its stores (~3 GB written in all, deleted as it stopped) disturbed
-    // the section after this one: the e2e p99 read 134 and 304 ms after a
-    // 2 s pause, 104 ms after 10 s, and 104–105 ms on its own.
-    crate::settle_disk(STORE_ALONE_SETTLE).await;
-    let (alone, alone_all) = median(alone_runs);
 
     let mut s = Section::new(
         "Ingest throughput (issue 3)",
@@ -364,11 +341,8 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
              the store's checkpoints have caught up with the closed-loop overload before; \
              the batch rate runs twice, {secs:.0} s and {sustained:.0} s (the longer one \
              includes the WAL's wraps and the database's writeback, see docs/store.md). \
-             The last row takes HTTP and the load generator away: the same batches, parsed \
-             beforehand, handed straight to an in-process store ({STORE_IN_FLIGHT} at a \
-             time) with its writer, WAL sync thread, checkpointer and live engine, as \
-             `mailpulse serve` runs them; its server CPU is the whole bench process's. \
-             It is the most the single writer commits with the machine to itself.",
+             The last section, \"The store alone\", measures the same batches without \
+             HTTP.",
             SINGLE_CONNS.map(|c| c.to_string()).join(" and "),
             BATCH_CONNS.map(|c| c.to_string()).join(" and "),
             settle = SETTLE.as_secs_f64(),
@@ -401,11 +375,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             } else {
                 format!("{:.2} / {:.2}", m.writer_cpu, m.checkpointer_cpu)
             },
-            if m.gen_cpu.is_nan() {
-                "—".to_string() // no load generator
-            } else {
-                format!("{:.2}", m.gen_cpu)
-            },
+            format!("{:.2}", m.gen_cpu),
             m.out.failed.to_string(),
             verdict,
             all.iter()
@@ -477,20 +447,6 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         100.0,
         p99_verdict(&sustained.out),
         &[],
-    ));
-    s.row(row(
-        &format!(
-            "the store alone: in-process, no HTTP, 100 events per hand-off, \
-             {STORE_IN_FLIGHT} in flight"
-        ),
-        &alone,
-        100.0,
-        format!(
-            "{:.0} events/s; the writer on a core {:.0}% of the time",
-            alone.out.rps() * 100.0,
-            100.0 * alone.writer_cpu
-        ),
-        &alone_all,
     ));
     let events =
         single_ok + half_one.out.ok + (batch_ok + half_hundred.out.ok + sustained.out.ok) * 100;

@@ -128,9 +128,11 @@ fn main() -> anyhow::Result<()> {
                 let started = std::time::Instant::now();
                 let mut sections = Vec::new();
                 // One at a time, each timed, so a slow one shows while it runs.
-                for name in ["ingest", "e2e", "fanout", "rebuild", "ui", "detect"] {
+                for name in [
+                    "ingest", "e2e", "fanout", "rebuild", "ui", "detect", "store",
+                ] {
                     if !sections.is_empty() {
-                        settle_disk(std::time::Duration::from_secs(2)).await;
+                        settle_disk().await;
                     }
                     let t = std::time::Instant::now();
                     eprintln!("bench: {name}…");
@@ -140,7 +142,8 @@ fn main() -> anyhow::Result<()> {
                         "fanout" => fanout::run(&cli.opts).await?,
                         "rebuild" => rebuild::run(&cli.opts).await?,
                         "ui" => ui::run(&cli.opts, &cli.opts.site).await?,
-                        _ => detect::run_all(&cli.opts, &[]).await?,
+                        "detect" => detect::run_all(&cli.opts, &[]).await?,
+                        _ => store_only::section(&cli.opts).await?,
                     };
                     eprintln!("bench: {name} done in {:.0} s", t.elapsed().as_secs_f64());
                     sections.push(section);
@@ -188,17 +191,17 @@ async fn ceiling_server() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the previous section's writes are on disk, then `pause`
+/// Waits until the previous section's writes are on disk, then a moment
 /// more, so that they do not land in the next section's measurements. The
 /// ingest section leaves a store of ~1.7 GB behind (deleted as it ends);
 /// the e2e section right after it read p99 150 and 176 ms in two runs, and
 /// 101–102 ms when run on its own.
-pub async fn settle_disk(pause: std::time::Duration) {
+async fn settle_disk() {
     let t = std::time::Instant::now();
     let synced = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
     if !matches!(synced, Ok(Ok(s)) if s.success()) {
         eprintln!("bench: `sync` failed; the next section may see the last one's writeback");
     }
-    tokio::time::sleep(pause).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     eprintln!("bench: disk settled in {:.1} s", t.elapsed().as_secs_f64());
 }

@@ -3,18 +3,25 @@
 //! thread and checkpointer, and the live engine, as `mailpulse serve` runs
 //! them) with no HTTP and no load generator on the machine. Its events/s is
 //! what the single writer reaches when it has the machine to itself: the
-//! bound above the HTTP batch figures.
+//! bound above the HTTP batch figures. The last section of `make bench`:
+//! the ~3 GB its runs write slowed the section after it (the e2e p99 read
+//! 134, 304 and 188 ms in three runs, against 104–105 ms on its own).
 
-use crate::ingest::{event_json, CHECKPOINTER_THREAD, WRITER_THREAD};
+use crate::ingest::{event_json, median_by, CHECKPOINTER_THREAD, ROUNDS, WRITER_THREAD};
 use crate::loadgen::Outcome;
 use crate::proc::{own_cpu_seconds, thread_cpu_seconds};
-use crate::report::ms;
+use crate::report::{ms, Section};
+use crate::Opts;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use mailpulse::config::Config;
 use mailpulse::ingest::parse::{parse_body, ParsedBatch};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Batches handed over at a time in the section: as many as the HTTP
+/// batch runs' larger connection count.
+const IN_FLIGHT: usize = 64;
 
 /// Events per hand-off, as in the HTTP batch runs.
 const BATCH: u64 = 100;
@@ -163,4 +170,55 @@ pub async fn one_run(in_flight: usize, runs: usize, secs: f64) -> anyhow::Result
         );
     }
     store.stop().await
+}
+
+/// The `make bench` section: `ROUNDS` runs on one store, the median shown.
+pub async fn section(opts: &Opts) -> anyhow::Result<Section> {
+    let secs = opts.seconds;
+    let store = StoreAlone::start().await?;
+    let mut runs = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        let id = format!("alone{round}-");
+        runs.push(store.run(&id, secs, IN_FLIGHT).await?);
+    }
+    store.stop().await?;
+    let (m, all) = median_by(runs, |r| r.out.rps() * BATCH as f64);
+    let mut s = Section::new(
+        "The store alone (issue 3)",
+        format!(
+            "The ingest section's 100-event batches (same mix, unique events, the time of \
+             sending as event time), parsed beforehand and handed straight to an in-process \
+             store, {IN_FLIGHT} at a time, for {secs:.0} s: its writer, WAL sync thread and \
+             checkpointer, and the live engine, as `mailpulse serve` runs them with its \
+             defaults (`synchronous=full`), with no HTTP and no load generator on the \
+             machine. The median of {ROUNDS} runs on one store (all runs in the last column). \
+             Process CPU is the whole bench process's, in cores. This is the most the single \
+             writer commits with the machine to itself: the bound above the ingest section's \
+             batch figures."
+        ),
+        &[
+            "run",
+            "events/s",
+            "p50",
+            "p99",
+            "process CPU",
+            "writer / checkpointer CPU",
+            "errors",
+            "runs (events/s)",
+        ],
+    );
+    s.row(vec![
+        format!("100 events per hand-off, {IN_FLIGHT} in flight"),
+        format!("{:.0}", m.out.rps() * BATCH as f64),
+        ms(m.out.p(0.5)),
+        ms(m.out.p(0.99)),
+        format!("{:.2}", m.process_cpu),
+        format!("{:.2} / {:.2}", m.writer_cpu, m.checkpointer_cpu),
+        m.out.failed.to_string(),
+        all.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    ]);
+    Ok(s)
 }
