@@ -125,6 +125,11 @@ mod tests {
     use crate::store::dispatch::SentMatch;
     use crate::store::schema;
 
+    /// The single number `sql` selects.
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
     /// A small deterministic generator (xorshift), so failures repeat.
     struct Rng(u64);
     impl Rng {
@@ -278,9 +283,7 @@ mod tests {
         }
         check_spans(&conn);
         check_all_reads(&conn, all.len() as i64);
-        let spans: i64 = conn
-            .query_row("SELECT COUNT(*) FROM mailing_spans", [], |r| r.get(0))
-            .unwrap();
+        let spans = count(&conn, "SELECT COUNT(*) FROM mailing_spans");
         // The point of spans: far fewer rows than events.
         assert!(spans < all.len() as i64 / 10, "{spans} spans");
 
@@ -291,13 +294,10 @@ mod tests {
         let tx = conn.transaction().unwrap();
         while delete_up_to(&tx, 2000, 7).unwrap() > 0 {}
         tx.commit().unwrap();
-        let stale: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM mailing_spans WHERE last_id <= 2000",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let stale = count(
+            &conn,
+            "SELECT COUNT(*) FROM mailing_spans WHERE last_id <= 2000",
+        );
         assert_eq!(stale, 0);
         check_all_reads(&conn, all.len() as i64);
     }
@@ -312,13 +312,10 @@ mod tests {
             insert_event(&conn, i as i64 + 1, m.as_deref());
         }
         schema::migrate(&mut conn).unwrap();
-        let index: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'events_by_mailing'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let index = count(
+            &conn,
+            "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'events_by_mailing'",
+        );
         assert_eq!(index, 0);
         check_spans(&conn);
         check_all_reads(&conn, all.len() as i64);
