@@ -1,6 +1,7 @@
 //! Processes under test: the release `mailpulse` binary (or the bare-axum
 //! ceiling) started on a free loopback port, with their CPU time and
-//! memory read from `/proc`.
+//! memory read from `/proc`; and mailpulse's store and background tasks
+//! started inside the bench process itself, without HTTP.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -150,4 +151,33 @@ fn stat_cpu_seconds(path: &Path) -> f64 {
 /// CPU seconds of this (the load generator's) process.
 pub fn own_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id())
+}
+
+/// mailpulse inside this process: its store (writer, sync thread,
+/// checkpointer) and background tasks (the live engine among them), fed
+/// through [`mailpulse::store::Store`] directly, without HTTP.
+pub struct InProcess(mailpulse::Server);
+
+impl InProcess {
+    /// Starts it and waits until the live state is rebuilt (so the engine
+    /// drains the writer's hand-offs).
+    pub async fn start(config: mailpulse::config::Config) -> anyhow::Result<InProcess> {
+        let server = mailpulse::Server::start(config)?;
+        while !server.state().is_ready() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(InProcess(server))
+    }
+
+    pub fn store(&self) -> mailpulse::store::Store {
+        self.0.state().store.clone()
+    }
+
+    /// Stops the background tasks and closes the store, as `serve` does on
+    /// shutdown (it needs a listener; nothing connects to it).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.0.state().shutdown.cancel();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        self.0.serve(listener, async {}).await
+    }
 }

@@ -3,7 +3,7 @@
 //! week the way a live feed would have them), then the release binary is
 //! started on it and timed until `/readyz` says ready.
 
-use crate::proc::Server;
+use crate::proc::{InProcess, Server};
 use crate::report::Section;
 use crate::Opts;
 use compact_str::format_compact;
@@ -24,12 +24,8 @@ async fn fill(dir: &std::path::Path, n: u64, span_ms: i64) -> anyhow::Result<Dur
     let mut config = Config::for_tests(dir.to_path_buf());
     config.store.synchronous = mailpulse::config::Synchronous::Normal;
     let config = config.finish()?;
-    let server = mailpulse::Server::start(config)?;
-    let store = server.state().store.clone();
-    // Wait for the (empty) rebuild so the engine drains the writer.
-    while !server.state().is_ready() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let server = InProcess::start(config).await?;
+    let store = server.store();
     let source: Arc<str> = "default".into();
     let now = chrono::Utc::now().timestamp_millis();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -106,10 +102,7 @@ async fn fill(dir: &std::path::Path, n: u64, span_ms: i64) -> anyhow::Result<Dur
         }
     }
     while in_flight.join_next().await.is_some() {}
-    let token = server.state().shutdown.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    token.cancel();
-    server.serve(listener, async {}).await?;
+    server.stop().await?;
     Ok(started.elapsed())
 }
 

@@ -9,7 +9,7 @@
 
 use crate::ingest::{event_json, median_by, CHECKPOINTER_THREAD, ROUNDS, WRITER_THREAD};
 use crate::loadgen::Outcome;
-use crate::proc::{own_cpu_seconds, thread_cpu_seconds};
+use crate::proc::{own_cpu_seconds, thread_cpu_seconds, InProcess};
 use crate::report::{ms, Section};
 use crate::Opts;
 use bytes::Bytes;
@@ -41,10 +41,16 @@ pub struct StoreRun {
     pub checkpointer_cpu: f64,
 }
 
+impl StoreRun {
+    fn events_per_second(&self) -> f64 {
+        self.out.rps() * BATCH as f64
+    }
+}
+
 /// An in-process store (with the live engine, as `mailpulse serve` runs
 /// them) in a temporary directory.
 pub struct StoreAlone {
-    server: mailpulse::Server,
+    server: InProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -53,17 +59,14 @@ impl StoreAlone {
         let dir = tempfile::tempdir()?;
         // The defaults of `mailpulse serve`, `synchronous = full` included.
         let config = Config::for_tests(dir.path().to_path_buf()).finish()?;
-        let server = mailpulse::Server::start(config)?;
-        while !server.state().is_ready() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let server = InProcess::start(config).await?;
         Ok(StoreAlone { server, _dir: dir })
     }
 
     /// Hands the store batches for `secs`, `in_flight` at a time; `run`
     /// makes the events unique across calls.
     pub async fn run(&self, run: &str, secs: f64, in_flight: usize) -> anyhow::Result<StoreRun> {
-        let store = self.server.state().store.clone();
+        let store = self.server.store();
         // Parsed before the clock starts: parsing is the HTTP handler's
         // work, not the store's.
         let count = (secs * BATCHES_PER_SECOND) as u64;
@@ -142,12 +145,9 @@ impl StoreAlone {
         })
     }
 
-    /// Stops the background tasks and closes the store, as `serve` does on
-    /// shutdown (it needs a listener; nothing connects to it).
+    /// Stops it; its directory goes with it.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.server.state().shutdown.cancel();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        self.server.serve(listener, async {}).await
+        self.server.stop().await
     }
 }
 
@@ -160,7 +160,7 @@ pub async fn one_run(in_flight: usize, runs: usize, secs: f64) -> anyhow::Result
         let r = store.run(&id, secs, in_flight).await?;
         println!(
             "events/s {:.0} · failed {} · p50 {} · p99 {} · process CPU {:.2} · writer {:.2} · checkpointer {:.2}",
-            r.out.rps() * BATCH as f64,
+            r.events_per_second(),
             r.out.failed,
             ms(r.out.p(0.5)),
             ms(r.out.p(0.99)),
@@ -182,7 +182,7 @@ pub async fn section(opts: &Opts) -> anyhow::Result<Section> {
         runs.push(store.run(&id, secs, IN_FLIGHT).await?);
     }
     store.stop().await?;
-    let (m, all) = median_by(runs, |r| r.out.rps() * BATCH as f64);
+    let (m, all) = median_by(runs, StoreRun::events_per_second);
     let mut s = Section::new(
         "The store alone (issue 3)",
         format!(
@@ -209,7 +209,7 @@ pub async fn section(opts: &Opts) -> anyhow::Result<Section> {
     );
     s.row(vec![
         format!("100 events per hand-off, {IN_FLIGHT} in flight"),
-        format!("{:.0}", m.out.rps() * BATCH as f64),
+        format!("{:.0}", m.events_per_second()),
         ms(m.out.p(0.5)),
         ms(m.out.p(0.99)),
         format!("{:.2}", m.process_cpu),
