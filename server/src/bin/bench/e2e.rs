@@ -7,7 +7,6 @@ use crate::proc::Server;
 use crate::report::{ms, Section};
 use crate::Opts;
 use futures_util::StreamExt;
-use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,7 +97,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         let arrivals = arrivals.lock().unwrap().clone();
         // Request n (0-based) was scheduled at started + n / rate and holds
         // events n*k+1 ..= (n+1)*k of the total.
-        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let mut hist = crate::loadgen::latency_histogram();
         let total_events = out.ok * per_request;
         let mut ai = 0;
         for n in 0..out.ok {

@@ -179,7 +179,7 @@ pub fn median_by<T>(mut runs: Vec<T>, rate: impl Fn(&T) -> f64) -> (T, Vec<f64>)
 }
 
 /// A run id for unique event ids; the bench is a short-lived process.
-fn run_id(kind: &str, round: usize, conns: usize) -> &'static str {
+pub fn run_id(kind: &str, round: usize, conns: usize) -> &'static str {
     Box::leak(format!("{kind}{round}-{conns}").into_boxed_str())
 }
 

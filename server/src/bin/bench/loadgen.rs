@@ -49,6 +49,13 @@ impl Outcome {
     }
 }
 
+/// A histogram of latencies in microseconds, 1 µs to 60 s: every
+/// latency table of the bench records into this shape, so runs can be
+/// added together.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds")
+}
+
 /// Runs `load` and returns what it measured.
 pub async fn run(load: Load) -> anyhow::Result<Outcome> {
     let start = Instant::now();
@@ -62,7 +69,7 @@ pub async fn run(load: Load) -> anyhow::Result<Outcome> {
             connection(load, next, start, deadline).await
         }));
     }
-    let mut latency = Histogram::new_with_bounds(1, 60_000_000, 3)?;
+    let mut latency = latency_histogram();
     let (mut ok, mut failed) = (0, 0);
     for t in tasks {
         let (h, o, f) = t.await??;
@@ -84,7 +91,7 @@ async fn connection(
     start: Instant,
     deadline: Instant,
 ) -> anyhow::Result<(Histogram<u64>, u64, u64)> {
-    let mut hist = Histogram::new_with_bounds(1, 60_000_000, 3)?;
+    let mut hist = latency_histogram();
     let (mut ok, mut failed) = (0u64, 0u64);
     let mut sender = connect(load.addr).await?;
     loop {

@@ -7,13 +7,12 @@
 //! the ~3 GB its runs write slowed the section after it (the e2e p99 read
 //! 134, 304 and 188 ms in three runs, against 104–105 ms on its own).
 
-use crate::ingest::{event_json, median_by, CHECKPOINTER_THREAD, ROUNDS, WRITER_THREAD};
-use crate::loadgen::Outcome;
+use crate::ingest::{batch, median_by, run_id, CHECKPOINTER_THREAD, ROUNDS, WRITER_THREAD};
+use crate::loadgen::{latency_histogram, Outcome};
 use crate::proc::{own_cpu_seconds, thread_cpu_seconds, InProcess};
 use crate::report::{ms, Section};
 use crate::Opts;
 use bytes::Bytes;
-use hdrhistogram::Histogram;
 use mailpulse::config::Config;
 use mailpulse::ingest::parse::{parse_body, ParsedBatch};
 use std::sync::{Arc, Mutex};
@@ -65,26 +64,21 @@ impl StoreAlone {
 
     /// Hands the store batches for `secs`, `in_flight` at a time; `run`
     /// makes the events unique across calls.
-    pub async fn run(&self, run: &str, secs: f64, in_flight: usize) -> anyhow::Result<StoreRun> {
+    pub async fn run(
+        &self,
+        run: &'static str,
+        secs: f64,
+        in_flight: usize,
+    ) -> anyhow::Result<StoreRun> {
         let store = self.server.store();
         // Parsed before the clock starts: parsing is the HTTP handler's
         // work, not the store's.
         let count = (secs * BATCHES_PER_SECOND) as u64;
+        let body_of = batch(run, BATCH);
         let mut batches: Vec<(Bytes, ParsedBatch)> = Vec::with_capacity(count as usize);
-        let mut text = String::new();
         for b in 0..count {
-            let now = chrono::Utc::now().timestamp_millis();
-            text.clear();
-            text.push('[');
-            for i in 0..BATCH {
-                if i > 0 {
-                    text.push(',');
-                }
-                event_json(run, b * BATCH + i, now as u64, &mut text);
-            }
-            text.push(']');
-            let body = Bytes::copy_from_slice(text.as_bytes());
-            let parsed = parse_body(&body, now)?;
+            let body = body_of(b);
+            let parsed = parse_body(&body, chrono::Utc::now().timestamp_millis())?;
             batches.push((body, parsed));
         }
         let queue = Arc::new(Mutex::new(batches.into_iter()));
@@ -104,8 +98,7 @@ impl StoreAlone {
         for _ in 0..in_flight {
             let (queue, store, source) = (queue.clone(), store.clone(), source.clone());
             senders.spawn(async move {
-                let mut latency =
-                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds");
+                let mut latency = latency_histogram();
                 let (mut ok, mut failed) = (0u64, 0u64);
                 while Instant::now() < deadline {
                     let next = queue.lock().expect("batch queue").next();
@@ -126,7 +119,7 @@ impl StoreAlone {
             ok: 0,
             failed: 0,
             elapsed: Duration::ZERO,
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+            latency: latency_histogram(),
         };
         while let Some(done) = senders.join_next().await {
             let (ok, failed, latency) = done?;
@@ -156,8 +149,10 @@ impl StoreAlone {
 pub async fn one_run(in_flight: usize, runs: usize, secs: f64) -> anyhow::Result<()> {
     let store = StoreAlone::start().await?;
     for n in 0..runs {
-        let id = format!("store{}-{n}-", chrono::Utc::now().timestamp_millis());
-        let r = store.run(&id, secs, in_flight).await?;
+        let id = format!("store{}-", chrono::Utc::now().timestamp_millis());
+        let r = store
+            .run(run_id(&id, n, in_flight), secs, in_flight)
+            .await?;
         println!(
             "events/s {:.0} · failed {} · p50 {} · p99 {} · process CPU {:.2} · writer {:.2} · checkpointer {:.2}",
             r.events_per_second(),
@@ -178,8 +173,11 @@ pub async fn section(opts: &Opts) -> anyhow::Result<Section> {
     let store = StoreAlone::start().await?;
     let mut runs = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
-        let id = format!("alone{round}-");
-        runs.push(store.run(&id, secs, IN_FLIGHT).await?);
+        runs.push(
+            store
+                .run(run_id("alone", round, IN_FLIGHT), secs, IN_FLIGHT)
+                .await?,
+        );
     }
     store.stop().await?;
     let (m, all) = median_by(runs, StoreRun::events_per_second);

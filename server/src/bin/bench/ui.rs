@@ -7,7 +7,6 @@
 use crate::proc::Server;
 use crate::report::{ms, Section};
 use crate::Opts;
-use hdrhistogram::Histogram;
 use mailpulse::sim::{self, SimArgs};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -70,7 +69,7 @@ async fn render_times(
     path: &str,
     n: usize,
 ) -> anyhow::Result<(Duration, Duration, usize)> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut hist = crate::loadgen::latency_histogram();
     let mut size = 0;
     for i in 0..n + 10 {
         let t = Instant::now();
