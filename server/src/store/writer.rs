@@ -42,6 +42,10 @@ const RETENTION_CHUNK: i64 = 5_000;
 /// Raw bodies deleted per retention transaction (each up to the request
 /// size limit, 1 MiB by default, before compression).
 const BODIES_CHUNK: i64 = 500;
+/// While the group waits for the sync thread, how often the writer takes
+/// in what has queued: a slow fsync (100 ms and more happen on this class
+/// of disk) must not leave the queue to fill up and answer 503.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 /// Mailings whose first opens/clicks one retention transaction looks at.
 /// Each look is two index seeks, so a step stays well under a millisecond
 /// unless it deletes.
@@ -226,50 +230,69 @@ struct Pending {
     reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
 }
 
-impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
-        while let Some(first) = rx.blocking_recv() {
-            let gate = self.gate.clone();
-            let _held = gate.lock().unwrap_or_else(|p| p.into_inner());
-            let mut group = Vec::new();
-            let mut items = 0;
-            let mut others = Vec::new();
-            let mut next = Some(first);
-            while let Some(cmd) = next.take() {
-                match cmd {
-                    Cmd::Ingest {
+/// What the writer has taken from its queue for one group.
+#[derive(Default)]
+struct Gathered {
+    group: Vec<Pending>,
+    /// Events and quarantined items of `group`.
+    items: usize,
+    /// Commands other than ingests, run after the group commits.
+    others: Vec<Cmd>,
+}
+
+impl Gathered {
+    /// Whether the group may take more requests.
+    ///
+    /// Bounded by items too: a backlog of large batches drained in one
+    /// transaction would hold every request in it until the last event is
+    /// written (at ~6 µs of writer time per event, 512 batches of 100 take
+    /// 300 ms); in groups of ~2,000 items the first ones are answered after
+    /// ~12 ms.
+    fn open(&self, limits: GroupLimits) -> bool {
+        self.group.len() < limits.requests && self.items < limits.items && self.others.is_empty()
+    }
+
+    /// Takes `cmd`, then whatever else is queued while the group is open.
+    fn take(&mut self, cmd: Cmd, rx: &mut mpsc::Receiver<Cmd>, limits: GroupLimits) {
+        let mut next = Some(cmd);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Cmd::Ingest {
+                    source,
+                    batch,
+                    raw,
+                    keys,
+                    reply,
+                } => {
+                    self.items += batch.events.len() + batch.quarantined.len();
+                    self.group.push(Pending {
                         source,
                         batch,
                         raw,
                         keys,
                         reply,
-                    } => {
-                        items += batch.events.len() + batch.quarantined.len();
-                        group.push(Pending {
-                            source,
-                            batch,
-                            raw,
-                            keys,
-                            reply,
-                        })
-                    }
-                    other => others.push(other),
+                    })
                 }
-                // Bounded by items too: a backlog of large batches drained
-                // in one transaction would hold every request in it until
-                // the last event is written (at ~6 µs of writer time per
-                // event, 512 batches of 100 take 300 ms); in groups of
-                // ~2,000 items the first ones are answered after ~12 ms.
-                if group.len() < self.limits.requests
-                    && items < self.limits.items
-                    && others.is_empty()
-                {
-                    next = rx.try_recv().ok();
-                }
+                other => self.others.push(other),
             }
-            if !group.is_empty() {
-                self.commit_group(group, items);
+            if self.open(limits) {
+                next = rx.try_recv().ok();
             }
+        }
+    }
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        while let Some(first) = rx.blocking_recv() {
+            let gate = self.gate.clone();
+            let _held = gate.lock().unwrap_or_else(|p| p.into_inner());
+            let mut g = Gathered::default();
+            g.take(first, &mut rx, self.limits);
+            if !g.group.is_empty() {
+                self.commit_group(&mut g, &mut rx);
+            }
+            let others = std::mem::take(&mut g.others);
             if self.wal_restart.swap(false, Ordering::Relaxed) {
                 self.restart_wal();
             }
@@ -330,26 +353,50 @@ impl Writer {
         }
     }
 
-    /// `items`: the group's events and quarantined items, counted while
-    /// gathering it.
-    fn commit_group(&mut self, mut group: Vec<Pending>, items: usize) {
+    /// Commits the gathered group in one transaction. While the sync
+    /// thread is busy with an fsync (which the group would wait for
+    /// anyway), the transaction stays open: the writer inserts what it has,
+    /// waits for the thread to be free, then takes in what arrived
+    /// meanwhile, until the group is full; commands other than ingests end
+    /// the gathering. See [`super::sync`] for why.
+    fn commit_group(&mut self, g: &mut Gathered, rx: &mut mpsc::Receiver<Cmd>) {
         let started = Instant::now();
+        // Time spent waiting for requests or for the sync thread: not the
+        // commit's own (its metric and the slow-commit warning leave it out).
+        let mut waited = std::time::Duration::ZERO;
+        let (limits, syncer) = (self.limits, &self.syncer);
+        let dispatch_mailings = &self.dispatch_mailings;
+        let conn = &mut self.conn;
         let result = (|| -> anyhow::Result<(Vec<IngestOutcome>, Vec<Committed>)> {
-            let tx = self.conn.transaction()?;
-            let mut outcomes = Vec::with_capacity(group.len());
-            // Sized up front (at most `items` events): growing it moved
-            // every event's struct again.
-            let mut committed = Vec::with_capacity(items);
+            let tx = conn.transaction()?;
+            let mut outcomes = Vec::with_capacity(g.group.len());
+            let mut committed = Vec::new();
             let mut rollups = Rollups::default();
             let mut inserts = Inserts::prepare(&tx)?;
-            for p in &mut group {
-                outcomes.push(insert_batch(
-                    &mut inserts,
-                    p,
-                    &mut committed,
-                    &mut rollups,
-                    &self.dispatch_mailings,
-                )?);
+            loop {
+                // Room for every event gathered so far at once: growing it
+                // one event at a time moved every event's struct again.
+                committed.reserve(g.items.saturating_sub(committed.len()));
+                for p in &mut g.group[outcomes.len()..] {
+                    outcomes.push(insert_batch(
+                        &mut inserts,
+                        p,
+                        &mut committed,
+                        &mut rollups,
+                        dispatch_mailings,
+                    )?);
+                }
+                if !(g.open(limits) && syncer.as_ref().is_some_and(Syncer::busy)) {
+                    break;
+                }
+                let wait = Instant::now();
+                if let Some(syncer) = syncer {
+                    syncer.wait_free(DRAIN_EVERY);
+                }
+                waited += wait.elapsed();
+                if let Ok(cmd) = rx.try_recv() {
+                    g.take(cmd, rx, limits);
+                }
             }
             drop(inserts);
             spans::record(&tx, &committed)?;
@@ -357,7 +404,8 @@ impl Writer {
             tx.commit()?;
             Ok((outcomes, committed))
         })();
-        let micros = started.elapsed().as_micros() as u64;
+        let micros = started.elapsed().saturating_sub(waited).as_micros() as u64;
+        let group = std::mem::take(&mut g.group);
         if micros > 50_000 {
             tracing::warn!(
                 ms = micros / 1000,

@@ -162,8 +162,10 @@ pub fn registry(store: &Store, hub: &Arc<Hub>) -> Arc<Registry> {
     let mut r = Registry::with_prefix("mailpulse");
     r.register(
         "store_commit_seconds",
-        "Duration of group commits (inserts, rollups, writing the WAL; with synchronous=full \
-         the WAL's fsync follows on its own thread, see store_wal_sync_seconds).",
+        "The writer's time on each group commit (inserts, rollups, writing the WAL; with \
+         synchronous=full the WAL's fsync follows on its own thread, see \
+         store_wal_sync_seconds, and the time a group waits for the fsync in flight is not \
+         counted).",
         store.stats.commit_seconds.clone(),
     );
     r.register(
