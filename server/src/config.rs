@@ -296,7 +296,8 @@ impl Default for IngestConfig {
 pub enum Synchronous {
     /// Every commit's WAL is fsynced before its requests are answered: an
     /// answered event survives power loss. The fsync runs on a thread of
-    /// its own while the writer commits the next group (`store/sync.rs`).
+    /// its own while the writer gathers the next group, which commits once
+    /// that fsync is done unless it is full first (`store/sync.rs`).
     Full,
     /// WAL without fsync per commit: survives a process crash, may lose the
     /// last commits on power loss. Faster.

@@ -329,7 +329,8 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
              of sending as its event time (as live webhooks carry). mailpulse runs \
              with its defaults: `synchronous=full` (a request is answered after the WAL \
              fsync that makes its group durable, run on a thread of its own while the \
-             writer commits the next group). The load generator shares the machine's cores \
+             writer gathers the next group, which commits when that fsync is done unless \
+             it is full first). The load generator shares the machine's cores \
              with the server, for the ceiling and for mailpulse alike; CPU columns are cores \
              used (1.0 = one core). The writer / checkpointer column is the part of the \
              server's CPU used by the store's single writer thread and by its checkpointer \
