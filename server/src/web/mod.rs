@@ -17,19 +17,30 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use leptos::prelude::*;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use mailpulse_app::pages::source::{BoxFuture, ViewSource, Views};
 use mailpulse_app::protocol::{RawEvent, Topic, TopicState};
 use mailpulse_app::{shell, App};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+/// The app's routes, listed once per process. Listing them renders the app
+/// with resource loads switched off by a process-wide flag (leptos issue
+/// #4773), so a page that another server of the same process renders
+/// meanwhile can wait forever for a resource that never loads: one test in
+/// a hundred hung so while the tests around it started their servers.
+/// Listed once, before the first server exists, no render can overlap it.
+fn routes() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// Builds the whole application router; serving it is the caller's job, so
 /// tests can drive it directly.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    let routes = routes();
     let views = Views(Arc::new(LiveViews(state.clone())));
     let context = move || provide_context(views.clone());
     let sfn_context = context.clone();
