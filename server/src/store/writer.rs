@@ -361,8 +361,8 @@ impl Writer {
     /// the gathering. See [`super::sync`] for why.
     fn commit_group(&mut self, g: &mut Gathered, rx: &mut mpsc::Receiver<Cmd>) {
         let started = Instant::now();
-        // Time spent waiting for requests or for the sync thread: not the
-        // commit's own (its metric and the slow-commit warning leave it out).
+        // Time spent waiting for the sync thread: not the commit's own (its
+        // metric and the slow-commit warning leave it out).
         let mut waited = std::time::Duration::ZERO;
         let (limits, syncer) = (self.limits, &self.syncer);
         let dispatch_mailings = &self.dispatch_mailings;

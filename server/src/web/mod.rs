@@ -29,8 +29,9 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 /// The app's routes, listed once per process. Listing them renders the app
 /// with resource loads switched off by a process-wide flag (leptos issue
 /// #4773), so a page that another server of the same process renders
-/// meanwhile can wait forever for a resource that never loads: one test in
-/// a hundred hung so while the tests around it started their servers.
+/// meanwhile can wait forever for a resource that never loads: about one
+/// run in fifty of the skeleton tests hung so, while the tests beside it
+/// started their servers.
 /// Listed once, before the first server exists, no render can overlap it.
 fn routes() -> Vec<AxumRouteListing> {
     static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
