@@ -196,6 +196,16 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// A syncer on an existing WAL file in a fresh directory (kept alive
+    /// by the returned guard).
+    fn syncer_on_a_wal() -> (tempfile::TempDir, Syncer) {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("db-wal");
+        std::fs::write(&wal, b"frames").unwrap();
+        let syncer = Syncer::spawn(wal, Arc::default()).unwrap();
+        (dir, syncer)
+    }
+
     fn results(syncer: &mut Syncer, n: usize) -> Vec<Result<(), String>> {
         let seen = Arc::new(Mutex::new(Vec::new()));
         for _ in 0..n {
@@ -208,10 +218,7 @@ mod tests {
 
     #[test]
     fn every_job_runs_after_a_sync_and_finish_waits_for_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("db-wal");
-        std::fs::write(&wal, b"frames").unwrap();
-        let mut syncer = Syncer::spawn(wal, Arc::default()).unwrap();
+        let (_dir, mut syncer) = syncer_on_a_wal();
         let got = results(&mut syncer, 100);
         assert_eq!(got.len(), 100);
         assert!(got.iter().all(Result::is_ok));
@@ -223,10 +230,7 @@ mod tests {
 
     #[test]
     fn free_once_the_jobs_fsync_is_done() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("db-wal");
-        std::fs::write(&wal, b"frames").unwrap();
-        let mut syncer = Syncer::spawn(wal, Arc::default()).unwrap();
+        let (_dir, mut syncer) = syncer_on_a_wal();
         assert!(!syncer.busy(), "nothing handed over yet");
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..3 {
