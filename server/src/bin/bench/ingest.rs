@@ -165,6 +165,73 @@ fn p99_verdict(out: &Outcome) -> String {
     )
 }
 
+/// What limits the best closed-loop rates, worked out from the CPU that
+/// the same runs measured: per request (per event for batches), the CPU
+/// time of the server, of its writer thread and of the load generator,
+/// and what that allows on `cores` cores. Each argument is a run's
+/// connection count and its measurements: the ceiling's, single events',
+/// 100-event batches'.
+fn limits_note(
+    (ceiling_conns, c): (usize, &Measured),
+    (one_conns, o): (usize, &Measured),
+    (hundred_conns, h): (usize, &Measured),
+    cores: usize,
+) -> String {
+    let n = cores as f64;
+    // µs of CPU per request (per event with `per` = 100).
+    let us = |m: &Measured, cpu: f64, per: f64| cpu / (m.out.rps() * per) * 1e6;
+    let busy = |m: &Measured| 100.0 * (m.server_cpu + m.gen_cpu) / n;
+    let (c_server, c_gen) = (us(c, c.server_cpu, 1.0), us(c, c.gen_cpu, 1.0));
+    let (o_server, o_writer, o_gen) = (
+        us(o, o.server_cpu, 1.0),
+        us(o, o.writer_cpu, 1.0),
+        us(o, o.gen_cpu, 1.0),
+    );
+    let (h_server, h_writer, h_gen) = (
+        us(h, h.server_cpu, 100.0),
+        us(h, h.writer_cpu, 100.0),
+        us(h, h.gen_cpu, 100.0),
+    );
+    let (c_sum, o_sum, h_sum) = (c_server + c_gen, o_server + o_gen, h_server + h_gen);
+    format!(
+        "What limits the best rates above, from the same runs' CPU columns \
+         (µs of CPU per request, or per event for batches; this machine has {cores} cores, \
+         shared by the server and the load generator):\n\n\
+         - **Single events.** Per request the ceiling's server used {c_server:.1} µs and the \
+         generator {c_gen:.1} ({ceiling_conns} connections, the cores {cb:.0} % busy); against \
+         mailpulse the server used {o_server:.1} µs, of which its writer thread {o_writer:.1}, \
+         and the generator {o_gen:.1} ({one_conns} connections, the cores {ob:.0} % busy). \
+         With the cores busy in both runs, the rates stand about in the inverse ratio of \
+         these sums, {c_sum:.1} and {o_sum:.1} µs: {ratio:.0} % (measured {measured:.1} %). \
+         50 % needs mailpulse's sum at {need:.1} µs or less.\n\
+         - **100-event batches.** Per event the server used {h_server:.2} µs, of which its \
+         writer thread {h_writer:.2} (the serial stage: one core gives it at most \
+         {writer_bound:.0} events/s), and the generator {h_gen:.2} ({hundred_conns} \
+         connections, the cores {hb:.0} % busy). {cores} cores fully used give at most \
+         {cpu_bound:.0} events/s at {h_sum:.2} µs per event; 200,000 events/s needs that sum \
+         under {need_h:.1} µs and the writer under {need_w:.1} µs.\n\n\
+         Where each part of that time goes, and what was tried to cut it: docs/store.md.",
+        cb = busy(c),
+        ob = busy(o),
+        hb = busy(h),
+        ratio = 100.0 * c_sum / o_sum,
+        measured = 100.0 * o.out.rps() / c.out.rps(),
+        need = 2.0 * c_sum,
+        writer_bound = 1e6 / h_writer,
+        cpu_bound = n * 1e6 / h_sum,
+        need_h = n * 1e6 / 200_000.0,
+        need_w = 1e6 / 200_000.0,
+    )
+}
+
+/// The connection count and measurements of the run among `runs` whose
+/// rate is `rate` (the best one's, as [`run`] picks it).
+fn best_run(runs: &[(usize, Measured, Vec<f64>)], rate: f64) -> Option<(usize, &Measured)> {
+    runs.iter()
+        .find(|(_, m, _)| m.out.rps() == rate)
+        .map(|(c, m, _)| (*c, m))
+}
+
 /// The run with the median throughput.
 fn median(runs: Vec<Measured>) -> (Measured, Vec<f64>) {
     median_by(runs, |m| m.out.rps())
@@ -449,6 +516,14 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         p99_verdict(&sustained.out),
         &[],
     ));
+    if let (Some(c), Some(o), Some(h)) = (
+        best_run(&ceilings, ceiling_rps),
+        best_run(&ones, one_peak),
+        best_run(&hundreds, hundred_peak),
+    ) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        s.note(limits_note(c, o, h, cores));
+    }
     let events =
         single_ok + half_one.out.ok + (batch_ok + half_hundred.out.ok + sustained.out.ok) * 100;
     s.note(format!(
@@ -457,4 +532,52 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         rss as f64 / 1e6
     ));
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of `secs` seconds that answered `rps` requests a second,
+    /// using the given cores' worth of CPU.
+    fn run(rps: f64, server_cpu: f64, writer_cpu: f64, gen_cpu: f64) -> Measured {
+        Measured {
+            out: Outcome {
+                ok: (rps * 10.0) as u64,
+                failed: 0,
+                elapsed: Duration::from_secs(10),
+                latency: loadgen::latency_histogram(),
+            },
+            server_cpu,
+            writer_cpu,
+            checkpointer_cpu: 0.0,
+            gen_cpu,
+        }
+    }
+
+    #[test]
+    fn the_limits_note_works_out_each_part_per_request_and_per_event() {
+        // Ceiling: 40k requests/s, server 1.0 core, generator 0.8:
+        // 25 + 20 µs per request. Single events: 20k requests/s, server
+        // 1.2 (writer 0.2), generator 0.6: 60 + 30 µs (writer 10).
+        // Batches: 1,500 requests/s = 150k events/s, server 1.5 (writer
+        // 0.75), generator 0.15: 10 + 1 µs per event (writer 5).
+        let note = limits_note(
+            (64, &run(40_000.0, 1.0, 0.0, 0.8)),
+            (256, &run(20_000.0, 1.2, 0.2, 0.6)),
+            (64, &run(1_500.0, 1.5, 0.75, 0.15)),
+            2,
+        );
+        for part in [
+            "the ceiling's server used 25.0 µs and the generator 20.0 (64 connections, the cores 90 % busy)",
+            "the server used 60.0 µs, of which its writer thread 10.0, and the generator 30.0 (256 connections, the cores 90 % busy)",
+            "these sums, 45.0 and 90.0 µs: 50 % (measured 50.0 %)",
+            "50 % needs mailpulse's sum at 90.0 µs or less",
+            "Per event the server used 10.00 µs, of which its writer thread 5.00 (the serial stage: one core gives it at most 200000 events/s), and the generator 1.00 (64 connections, the cores 82 % busy)",
+            "2 cores fully used give at most 181818 events/s at 11.00 µs per event",
+            "needs that sum under 10.0 µs and the writer under 5.0 µs",
+        ] {
+            assert!(note.contains(part), "{part:?} not in:\n{note}");
+        }
+    }
 }
