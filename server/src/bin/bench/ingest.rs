@@ -198,12 +198,13 @@ fn limits_note(
          (µs of CPU per request, or per event for batches; this machine has {cores} cores, \
          shared by the server and the load generator):\n\n\
          - **Single events.** Per request the ceiling's server used {c_server:.1} µs and the \
-         generator {c_gen:.1} ({ceiling_conns} connections, the cores {cb:.0} % busy); against \
-         mailpulse the server used {o_server:.1} µs, of which its writer thread {o_writer:.1}, \
-         and the generator {o_gen:.1} ({one_conns} connections, the cores {ob:.0} % busy). \
-         With the cores busy in both runs, the rates stand about in the inverse ratio of \
-         these sums, {c_sum:.1} and {o_sum:.1} µs: {ratio:.0} % (measured {measured:.1} %). \
-         50 % needs mailpulse's sum at {need:.1} µs or less.\n\
+         generator {c_gen:.1} ({ceiling_conns} connections), {c_sum:.1} µs in all, with the \
+         cores {cb:.0} % busy; against mailpulse the server used {o_server:.1} µs, of which its \
+         writer thread {o_writer:.1}, and the generator {o_gen:.1} ({one_conns} connections), \
+         {o_sum:.1} µs in all, with the cores {ob:.0} % busy. A rate is the CPU kept busy over \
+         the CPU per request, so the ratio, {measured:.1} %, is {ratio:.1} % (the CPU per \
+         request) times {busy_ratio:.2} (how busy the cores were). With the cores as busy as \
+         in these runs, 50 % needs mailpulse's sum at {need:.1} µs or less.\n\
          - **100-event batches.** Per event the server used {h_server:.2} µs, of which its \
          writer thread {h_writer:.2} (the serial stage: one core gives it at most \
          {writer_bound:.0} events/s), and the generator {h_gen:.2} ({hundred_conns} \
@@ -215,8 +216,9 @@ fn limits_note(
         ob = busy(o),
         hb = busy(h),
         ratio = 100.0 * c_sum / o_sum,
+        busy_ratio = busy(o) / busy(c),
         measured = 100.0 * o.out.rps() / c.out.rps(),
-        need = 2.0 * c_sum,
+        need = 2.0 * c_sum * busy(o) / busy(c),
         writer_bound = 1e6 / h_writer,
         cpu_bound = n * 1e6 / h_sum,
         need_h = n * 1e6 / 200_000.0,
@@ -557,21 +559,22 @@ mod tests {
 
     #[test]
     fn the_limits_note_works_out_each_part_per_request_and_per_event() {
-        // Ceiling: 40k requests/s, server 1.0 core, generator 0.8:
-        // 25 + 20 µs per request. Single events: 20k requests/s, server
-        // 1.2 (writer 0.2), generator 0.6: 60 + 30 µs (writer 10).
+        // Ceiling: 40k requests/s, server 1.04 cores, generator 0.88:
+        // 26 + 22 µs per request, the cores 96 % busy. Single events: 20k
+        // requests/s, server 1.2 (writer 0.2), generator 0.6: 60 + 30 µs
+        // (writer 10), the cores 90 % busy.
         // Batches: 1,500 requests/s = 150k events/s, server 1.5 (writer
         // 0.75), generator 0.15: 10 + 1 µs per event (writer 5).
         let note = limits_note(
-            (64, &run(40_000.0, 1.0, 0.0, 0.8)),
+            (64, &run(40_000.0, 1.04, 0.0, 0.88)),
             (256, &run(20_000.0, 1.2, 0.2, 0.6)),
             (64, &run(1_500.0, 1.5, 0.75, 0.15)),
             2,
         );
         for part in [
-            "the ceiling's server used 25.0 µs and the generator 20.0 (64 connections, the cores 90 % busy)",
-            "the server used 60.0 µs, of which its writer thread 10.0, and the generator 30.0 (256 connections, the cores 90 % busy)",
-            "these sums, 45.0 and 90.0 µs: 50 % (measured 50.0 %)",
+            "the ceiling's server used 26.0 µs and the generator 22.0 (64 connections), 48.0 µs in all, with the cores 96 % busy",
+            "the server used 60.0 µs, of which its writer thread 10.0, and the generator 30.0 (256 connections), 90.0 µs in all, with the cores 90 % busy",
+            "the ratio, 50.0 %, is 53.3 % (the CPU per request) times 0.94 (how busy the cores were)",
             "50 % needs mailpulse's sum at 90.0 µs or less",
             "Per event the server used 10.00 µs, of which its writer thread 5.00 (the serial stage: one core gives it at most 200000 events/s), and the generator 1.00 (64 connections, the cores 82 % busy)",
             "2 cores fully used give at most 181818 events/s at 11.00 µs per event",
