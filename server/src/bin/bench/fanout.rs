@@ -10,15 +10,17 @@ use crate::report::{ms, Section};
 use crate::Opts;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Delay of a delta: its arrival (wall clock) minus the server time it was
-/// built at (`"now":…` of the delta). Same machine, same clock.
-fn delay_ms(text: &str) -> Option<i64> {
+/// The server time a delta was built at (`"now":…` of the delta, ms): the
+/// hub serializes a tick's delta once for every client, so it also names
+/// the tick. `None` for other messages.
+fn built_ms(text: &str) -> Option<i64> {
     if !text.starts_with(r#"{"type":"delta""#) {
         return None;
     }
@@ -27,14 +29,23 @@ fn delay_ms(text: &str) -> Option<i64> {
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect();
-    let built: i64 = digits.parse().ok()?;
-    Some(chrono::Utc::now().timestamp_millis() - built)
+    digits.parse().ok()
 }
 
 struct Shared {
     delays: Mutex<Histogram<u64>>,
-    updates: AtomicU64,
+    /// Deltas received, by the time they were built at (one key per tick).
+    ticks: Mutex<HashMap<i64, u64>>,
     failed: AtomicU64,
+}
+
+/// Deltas built in `[from, to)` (ms): how many ticks sent one, and how
+/// many reached the clients in all.
+fn delivered(ticks: &HashMap<i64, u64>, from: i64, to: i64) -> (u64, u64) {
+    ticks
+        .iter()
+        .filter(|(built, _)| (from..to).contains(*built))
+        .fold((0, 0), |(n, got), (_, c)| (n + 1, got + c))
 }
 
 async fn client(addr: std::net::SocketAddr, shared: Arc<Shared>, sample: bool) {
@@ -51,8 +62,11 @@ async fn client(addr: std::net::SocketAddr, shared: Arc<Shared>, sample: bool) {
     };
     while let Some(Ok(msg)) = ws.next().await {
         if let Message::Text(t) = msg {
-            if let Some(d) = delay_ms(&t) {
-                shared.updates.fetch_add(1, Ordering::Relaxed);
+            if let Some(built) = built_ms(&t) {
+                // Same machine, same clock: the delay is the arrival minus
+                // the time the server built the delta.
+                let delay = chrono::Utc::now().timestamp_millis() - built;
+                *shared.ticks.lock().unwrap().entry(built).or_insert(0) += 1;
                 // Recorded at once: a run may bring only a few updates per
                 // client. Sampled clients are 1 in 10, so the lock is cold.
                 if sample {
@@ -60,12 +74,16 @@ async fn client(addr: std::net::SocketAddr, shared: Arc<Shared>, sample: bool) {
                         .delays
                         .lock()
                         .unwrap()
-                        .saturating_record(d.max(1) as u64);
+                        .saturating_record(delay.max(1) as u64);
                 }
             }
         }
     }
 }
+
+/// How long after the window the deltas are counted: delivering a tick to
+/// 10,000 clients takes a few hundred ms here.
+const GRACE: Duration = Duration::from_secs(2);
 
 pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     let limit = rlimit::increase_nofile_limit(65_536)?;
@@ -75,16 +93,21 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             "N clients (tokio-tungstenite, in the benchmark process) follow the overview of the \
              release binary, whose tick is set to 1 s; 50 single-event POSTs per second keep every \
              tick changing, so every client receives one delta per second. Measured over \
-             {:.0} s once all clients are connected. Memory per client = (server RSS with N \
+             {:.0} s once all clients are connected: the deltas built in that window count, \
+             read {grace:.0} s after it so that the last one has reached every client, and a \
+             delta is missed when a connected client did not get it (missed out of ticks with a \
+             delta × clients). Memory per client = (server RSS with N \
              clients − RSS before) / N. Update delay = arrival at the client − the time the \
              server built the delta (sampled on every 10th client). File-descriptor limit raised \
              to {limit}.",
-            opts.seconds
+            opts.seconds,
+            grace = GRACE.as_secs_f64(),
         ),
         &[
             "clients",
             "connected",
             "updates/s delivered",
+            "missed",
             "server CPU",
             "bench CPU",
             "memory per client",
@@ -116,7 +139,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         let rss_before = server.rss_bytes();
         let shared = Arc::new(Shared {
             delays: Mutex::new(Histogram::new_with_bounds(1, 600_000, 3)?),
-            updates: AtomicU64::new(0),
+            ticks: Mutex::new(HashMap::new()),
             failed: AtomicU64::new(0),
         });
         let mut tasks = Vec::with_capacity(n);
@@ -133,9 +156,9 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let failed = shared.failed.load(Ordering::Relaxed) as usize;
         let rss_with = server.rss_bytes();
-        shared.updates.store(0, Ordering::Relaxed);
         shared.delays.lock().unwrap().reset();
         let (cpu0, own0) = (server.cpu_seconds(), own_cpu_seconds());
+        let from = chrono::Utc::now().timestamp_millis();
         loadgen::run(Load {
             addr: server.addr,
             path: "/webhooks/optimizely".into(),
@@ -146,16 +169,21 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             headers: vec![("content-type".into(), "application/json".into())],
         })
         .await?;
+        let to = chrono::Utc::now().timestamp_millis();
         let secs = opts.seconds;
         let server_cpu = (server.cpu_seconds() - cpu0) / secs;
         let bench_cpu = (own_cpu_seconds() - own0) / secs;
-        let updates = shared.updates.load(Ordering::Relaxed) as f64 / secs;
+        tokio::time::sleep(GRACE).await;
+        let (ticks, got) = delivered(&shared.ticks.lock().unwrap(), from, to);
+        let expected = ticks * (n - failed) as u64;
+        let updates = got as f64 / ((to - from) as f64 / 1000.0);
         let h = shared.delays.lock().unwrap().clone();
         let per_client = (rss_with.saturating_sub(rss_before)) as f64 / (n - failed).max(1) as f64;
         s.row(vec![
             n.to_string(),
             (n - failed).to_string(),
             format!("{updates:.0}"),
+            format!("{} of {expected}", expected.saturating_sub(got)),
             format!("{server_cpu:.2} cores"),
             format!("{bench_cpu:.2} cores"),
             format!("{:.1} KB (target < 20 KB)", per_client / 1024.0),
@@ -186,4 +214,22 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             .into(),
     );
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_count_by_the_tick_they_were_built_in() {
+        let delta =
+            r#"{"type":"delta","topic":"overview","seq":7,"delta":{"now":1767000001000,"x":1}}"#;
+        assert_eq!(built_ms(delta), Some(1_767_000_001_000));
+        assert_eq!(built_ms(r#"{"type":"heartbeat","now":5}"#), None);
+        // Ticks at 1 s, 2 s and 3 s; the window [1 s, 3 s) holds the first
+        // two, whose deltas reached 10 and 9 clients.
+        let ticks = HashMap::from([(1_000, 10), (2_000, 9), (3_000, 10)]);
+        assert_eq!(delivered(&ticks, 1_000, 3_000), (2, 19));
+        assert_eq!(delivered(&ticks, 3_001, 4_000), (0, 0));
+    }
 }
