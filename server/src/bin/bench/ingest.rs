@@ -540,8 +540,8 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
 mod tests {
     use super::*;
 
-    /// A run of `secs` seconds that answered `rps` requests a second,
-    /// using the given cores' worth of CPU.
+    /// A 10-second run that answered `rps` requests a second, using the
+    /// given cores' worth of CPU (server, its writer thread, generator).
     fn run(rps: f64, server_cpu: f64, writer_cpu: f64, gen_cpu: f64) -> Measured {
         Measured {
             out: Outcome {
