@@ -226,12 +226,14 @@ fn limits_note(
     )
 }
 
-/// The connection count and measurements of the run among `runs` whose
-/// rate is `rate` (the best one's, as [`run`] picks it).
-fn best_run(runs: &[(usize, Measured, Vec<f64>)], rate: f64) -> Option<(usize, &Measured)> {
-    runs.iter()
-        .find(|(_, m, _)| m.out.rps() == rate)
-        .map(|(c, m, _)| (*c, m))
+/// The connection count and measurements of the fastest of `runs` (each
+/// a connection count's median run); the first of equals.
+fn best_run(runs: &[(usize, Measured, Vec<f64>)]) -> (usize, &Measured) {
+    let (conns, m, _) = runs
+        .iter()
+        .reduce(|a, b| if b.1.out.rps() > a.1.out.rps() { b } else { a })
+        .expect("every section tries at least one connection count");
+    (*conns, m)
 }
 
 /// The run with the median throughput.
@@ -339,14 +341,11 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     let ceilings = medians(ceiling_runs, &SINGLE_CONNS);
     let ones = medians(one_runs, &SINGLE_CONNS);
     let hundreds = medians(hundred_runs, &BATCH_CONNS);
-    let best = |runs: &[(usize, Measured, Vec<f64>)]| -> (usize, f64) {
-        runs.iter()
-            .map(|(c, m, _)| (*c, m.out.rps()))
-            .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a })
-    };
-    let (one_conns, one_peak) = best(&ones);
-    let (hundred_conns, hundred_peak) = best(&hundreds);
-    let (_, ceiling_rps) = best(&ceilings);
+    let (best_ceiling, best_one, best_hundred) =
+        (best_run(&ceilings), best_run(&ones), best_run(&hundreds));
+    let (one_conns, one_peak) = (best_one.0, best_one.1.out.rps());
+    let (hundred_conns, hundred_peak) = (best_hundred.0, best_hundred.1.out.rps());
+    let ceiling_rps = best_ceiling.1.out.rps();
     // Half-peak latency is a steady-state figure: let the store's
     // checkpoints catch up with the minutes of overload before (as they do
     // between peaks in production) instead of measuring the recovery.
@@ -518,14 +517,8 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         p99_verdict(&sustained.out),
         &[],
     ));
-    if let (Some(c), Some(o), Some(h)) = (
-        best_run(&ceilings, ceiling_rps),
-        best_run(&ones, one_peak),
-        best_run(&hundreds, hundred_peak),
-    ) {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        s.note(limits_note(c, o, h, cores));
-    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    s.note(limits_note(best_ceiling, best_one, best_hundred, cores));
     let events =
         single_ok + half_one.out.ok + (batch_ok + half_hundred.out.ok + sustained.out.ok) * 100;
     s.note(format!(
