@@ -128,11 +128,9 @@ fn main() -> anyhow::Result<()> {
                 let started = std::time::Instant::now();
                 let mut sections = Vec::new();
                 // One at a time, each timed, so a slow one shows while it
-                // runs. End-to-end latency runs first: after the ingest
-                // section's ~2 GB of writes its p99 read 135–177 ms in three
-                // of four runs (2026-11-29) against 101 ms on its own,
-                // `settle_disk` notwithstanding. BENCHMARKS.md keeps the
-                // ingest section first all the same.
+                // runs. End-to-end latency runs first, before the ingest
+                // section's writes (see `settle_disk`); BENCHMARKS.md keeps
+                // the ingest section first all the same.
                 for name in [
                     "e2e", "ingest", "fanout", "rebuild", "ui", "detect", "store",
                 ] {
@@ -206,10 +204,10 @@ async fn ceiling_server() -> anyhow::Result<()> {
 
 /// Waits until the previous section's writes are on disk, then a moment
 /// more, so that they do not land in the next section's measurements. The
-/// ingest section leaves a store of ~1.7 GB behind (deleted as it ends);
-/// the e2e section right after it read p99 150 and 176 ms in two runs, and
-/// 101–102 ms when run on its own. This wait did not always suffice
-/// (135–177 ms in three of four runs), so e2e now runs before ingest.
+/// ingest section leaves a store of ~1.7 GB behind (deleted as it ends).
+/// It is not always enough: the e2e section run right after ingest read
+/// p99 135–177 ms in three of four runs (2026-11-29) against 101 ms on its
+/// own, so e2e runs before ingest.
 async fn settle_disk() {
     let t = std::time::Instant::now();
     let synced = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
