@@ -2,6 +2,7 @@
 //! mailpulse's durable ingest with single-event POSTs and 100-event batches,
 //! all driven by the same load generator, then latency at half the peak.
 
+use crate::fsyncs::{self, Fsyncs};
 use crate::loadgen::{self, BodyFn, Load, Outcome};
 use crate::proc::{own_cpu_seconds, Server};
 use crate::report::{ms, Section};
@@ -115,6 +116,35 @@ async fn measure(server: &Server, load: Load) -> anyhow::Result<Measured> {
         checkpointer_cpu: (c1 - c0) / secs,
         gen_cpu: (own_cpu_seconds() - g0) / secs,
     })
+}
+
+/// [`measure`] for an open-loop run, with the WAL fsyncs it saw.
+async fn measure_open(server: &Server, load: Load) -> anyhow::Result<(Measured, Fsyncs)> {
+    let before = Fsyncs::read(server.addr).await?;
+    let m = measure(server, load).await?;
+    let syncs = Fsyncs::read(server.addr).await?.since(&before);
+    Ok((m, syncs))
+}
+
+/// What the disk did to the half-peak runs' tails: each run's WAL fsyncs
+/// and how many requests the slow ones alone kept over the 20 ms target.
+/// Each entry: the run's name, its rate (requests/s), its measurements
+/// and its fsyncs.
+fn tail_note(runs: &[(&str, f64, &Measured, &Fsyncs)]) -> String {
+    let mut note = String::from(
+        "The half-peak tails and the disk: a request is answered after the WAL fsync that \
+         makes its group durable, and a group that forms while an fsync runs waits for it, \
+         so a stalled fsync holds every request that arrives meanwhile. WAL fsyncs during \
+         each half-peak run (mailpulse's `store_wal_sync_seconds`):\n",
+    );
+    for (name, rate, m, syncs) in runs {
+        note.push_str(&format!(
+            "\n- **{name}** (p99 {}): {}.",
+            ms(m.out.p(0.99)),
+            fsyncs::describe(syncs, *rate, m.out.ok, Duration::from_millis(20))
+        ));
+    }
+    note
 }
 
 fn load(server: &Server, conns: usize, secs: f64, rate: Option<f64>, body: BodyFn) -> Load {
@@ -351,14 +381,14 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     // between peaks in production) instead of measuring the recovery.
     tokio::time::sleep(SETTLE).await;
     let half_one_rate = one_peak / 2.0;
-    let half_one = measure(
+    let half_one = measure_open(
         &server,
         load(&server, one_conns, secs, Some(half_one_rate), single("h1")),
     )
     .await?;
     tokio::time::sleep(SETTLE).await;
     let half_hundred_rate = hundred_peak / 2.0;
-    let half_hundred = measure(
+    let half_hundred = measure_open(
         &server,
         load(
             &server,
@@ -370,7 +400,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     )
     .await?;
     tokio::time::sleep(SETTLE).await;
-    let sustained = measure(
+    let sustained = measure_open(
         &server,
         load(
             &server,
@@ -381,6 +411,9 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         ),
     )
     .await?;
+    let (half_one, half_one_syncs) = half_one;
+    let (half_hundred, half_hundred_syncs) = half_hundred;
+    let (sustained, sustained_syncs) = sustained;
     let db_bytes = std::fs::metadata(dir.path().join("mailpulse.db")).map_or(0, |m| m.len());
     let rss = server.rss_bytes();
     server.stop();
@@ -519,6 +552,21 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     ));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     s.note(limits_note(best_ceiling, best_one, best_hundred, cores));
+    s.note(tail_note(&[
+        ("single events", half_one_rate, &half_one, &half_one_syncs),
+        (
+            "batches, 6 s",
+            half_hundred_rate,
+            &half_hundred,
+            &half_hundred_syncs,
+        ),
+        (
+            "batches, 30 s",
+            half_hundred_rate,
+            &sustained,
+            &sustained_syncs,
+        ),
+    ]));
     let events =
         single_ok + half_one.out.ok + (batch_ok + half_hundred.out.ok + sustained.out.ok) * 100;
     s.note(format!(

@@ -6,6 +6,7 @@
 mod detect;
 mod e2e;
 mod fanout;
+mod fsyncs;
 mod ingest;
 mod loadgen;
 mod proc;
@@ -134,9 +135,7 @@ fn main() -> anyhow::Result<()> {
                 for name in [
                     "e2e", "ingest", "fanout", "rebuild", "ui", "detect", "store",
                 ] {
-                    if !sections.is_empty() {
-                        settle_disk().await;
-                    }
+                    settle_disk().await;
                     let t = std::time::Instant::now();
                     eprintln!("bench: {name}…");
                     let section = match name {
@@ -202,12 +201,15 @@ async fn ceiling_server() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the previous section's writes are on disk, then a moment
-/// more, so that they do not land in the next section's measurements. The
-/// ingest section leaves a store of ~1.7 GB behind (deleted as it ends).
-/// It is not always enough: the e2e section run right after ingest read
-/// p99 135–177 ms in three of four runs (2026-11-29) against 101 ms on its
-/// own, so e2e runs before ingest.
+/// Waits until earlier writes are on disk, then a moment more, so that
+/// they do not land in the next section's measurements: before every
+/// section, the first too (`make bench` starts right after a release
+/// build, whose gigabytes of output may still be on their way to the disk;
+/// on 2026-12-06 the first section's WAL fsyncs took up to 299 ms without
+/// this). The ingest section leaves a store of ~1.7 GB behind (deleted as
+/// it ends). It is not always enough: the e2e section run right after
+/// ingest read p99 135–177 ms in three of four runs (2026-11-29) against
+/// 101 ms on its own, so e2e runs before ingest.
 async fn settle_disk() {
     let t = std::time::Instant::now();
     let synced = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
