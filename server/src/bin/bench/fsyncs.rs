@@ -163,11 +163,16 @@ pub fn brief(f: &Fsyncs) -> String {
 /// `limit` allows.
 pub fn describe(f: &Fsyncs, rate: f64, requests: u64, limit: Duration) -> String {
     let held = f.held_over(limit, rate);
-    let share = if requests > 0 {
-        100.0 * held / requests as f64
-    } else {
-        0.0
-    };
+    if held < 0.5 {
+        // Bucket bounds are all this knows: an fsync of the bucket that
+        // holds `limit` may or may not have passed it.
+        return format!(
+            "fsyncs: {}; none is known to have kept a request waiting over {} by itself",
+            brief(f),
+            short(limit)
+        );
+    }
+    let share = 100.0 * held / requests.max(1) as f64;
     format!(
         "fsyncs: {}; they alone kept at least {held:.0} requests waiting over {} \
          ({share:.2} % of the run{})",
@@ -252,7 +257,10 @@ mod tests {
             text.starts_with("fsyncs: 0 of 60 over 32 ms, the slowest 0.25 ms–0.50 ms;"),
             "{text}"
         );
-        assert!(text.ends_with("(0.00 % of the run)"), "{text}");
+        assert!(
+            text.ends_with("none is known to have kept a request waiting over 20 ms by itself"),
+            "{text}"
+        );
     }
 
     #[test]
