@@ -206,7 +206,8 @@ async fn ceiling_server() -> anyhow::Result<()> {
 /// section, the first too (`make bench` starts right after a release
 /// build, whose gigabytes of output may still be on their way to the disk;
 /// on 2026-12-06 the first section's WAL fsyncs took up to 299 ms without
-/// this). The ingest section leaves a store of ~1.7 GB behind (deleted as
+/// this, and once 513 ms with it, outside the measured windows: the disk
+/// also stalls on its own). The ingest section leaves a store of ~1.7 GB behind (deleted as
 /// it ends). It is not always enough: the e2e section run right after
 /// ingest read p99 135–177 ms in three of four runs (2026-11-29) against
 /// 101 ms on its own, so e2e runs before ingest.
