@@ -5,6 +5,7 @@
 //! its group waits for the fsync in flight: a stalled fsync holds every
 //! request that arrives while it lasts.
 
+use crate::report::ms;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -128,26 +129,12 @@ impl Fsyncs {
     }
 }
 
-/// A duration for a table: "0.25 ms", "3.2 ms", "256 ms", "1.02 s".
-fn short(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1e3;
-    if ms >= 1000.0 {
-        format!("{:.2} s", ms / 1e3)
-    } else if ms >= 10.0 {
-        format!("{ms:.0} ms")
-    } else if ms >= 1.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{ms:.2} ms")
-    }
-}
-
 /// How many fsyncs, how many took over 32 ms and the slowest one's bucket,
 /// for a table cell: "3 of 2210 over 32 ms, the slowest 256 ms–512 ms".
 pub fn brief(f: &Fsyncs) -> String {
     let slowest = match f.slowest() {
-        Some((lo, Some(hi))) => format!("the slowest {}–{}", short(lo), short(hi)),
-        Some((lo, None)) => format!("the slowest over {}", short(lo)),
+        Some((lo, Some(hi))) => format!("the slowest {}–{}", ms(lo), ms(hi)),
+        Some((lo, None)) => format!("the slowest over {}", ms(lo)),
         None => "none".into(),
     };
     format!(
@@ -169,7 +156,7 @@ pub fn describe(f: &Fsyncs, rate: f64, requests: u64, limit: Duration) -> String
         return format!(
             "fsyncs: {}; none is known to have kept a request waiting over {} by itself",
             brief(f),
-            short(limit)
+            ms(limit)
         );
     }
     let share = 100.0 * held / requests.max(1) as f64;
@@ -177,7 +164,7 @@ pub fn describe(f: &Fsyncs, rate: f64, requests: u64, limit: Duration) -> String
         "fsyncs: {}; they alone kept at least {held:.0} requests waiting over {} \
          ({share:.2} % of the run{})",
         brief(f),
-        short(limit),
+        ms(limit),
         if share > 1.0 {
             ", more than the 1 % a p99 under it allows"
         } else {
