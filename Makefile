@@ -22,7 +22,7 @@ SITE_ROOT := $(CURDIR)/target/site
 
 MAILPULSE_ADDR ?= 127.0.0.1:3000
 
-.PHONY: help setup setup-test build run demo test test-rust test-browser lint fmt bench clean-data
+.PHONY: help setup setup-test setup-bench build run demo test test-rust test-browser lint fmt bench clean-data
 
 help:
 	@echo "make run    build in release mode and serve on http://$(MAILPULSE_ADDR)"
@@ -92,8 +92,15 @@ test-browser: setup-test
 	cd end2end && MAILPULSE_BIN=$(TARGET_DIR)/debug/mailpulse MAILPULSE_SITE_ROOT=$(SITE_ROOT) \
 	  npx playwright test
 
+# The ingest section also runs its single-event comparison with wrk.
+setup-bench: setup-test
+	@command -v wrk >/dev/null || { \
+	  echo "installing Debian's wrk"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+
 # Every benchmark on loopback, bounded in time; writes BENCHMARKS.md.
-bench: setup-test
+bench: setup-bench
 	cargo leptos build --release
 	cargo build --release -p mailpulse --bin mailpulse-bench
 	MAILPULSE_SITE_ROOT=$(SITE_ROOT) $(TARGET_DIR)/release/mailpulse-bench \

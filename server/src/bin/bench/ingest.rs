@@ -6,6 +6,7 @@ use crate::fsyncs::{self, Fsyncs};
 use crate::loadgen::{self, BodyFn, Load, Outcome};
 use crate::proc::{own_cpu_seconds, Server};
 use crate::report::{ms, Section};
+use crate::wrk;
 use crate::Opts;
 use bytes::Bytes;
 use std::process::Command;
@@ -173,7 +174,7 @@ fn load_to(
 /// mailpulse's runs interleaved, and the tables show the median run: the
 /// machine's speed drifts by ±15 % from minute to minute, and interleaving
 /// keeps the ratio honest.
-pub const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 5;
 
 /// How a verdict cell says whether its target is met: the figures are
 /// rounded for the table, and 49.96 % must not read as "50 %, met".
@@ -257,6 +258,50 @@ fn limits_note(
         cpu_bound = n * 1e6 / h_sum,
         need_h = n * 1e6 / 200_000.0,
         need_w = 1e6 / 200_000.0,
+    )
+}
+
+/// The single-event comparison again with wrk: per connection count the
+/// median ceiling and mailpulse runs, and the ratio of the best medians,
+/// as the verdict above takes it from the bench's own generator.
+fn wrk_note(runs: Vec<Vec<(wrk::WrkRun, wrk::WrkRun)>>) -> String {
+    let mut rows = String::new();
+    let mut best = (0.0f64, 0.0f64);
+    for (conns, pairs) in SINGLE_CONNS.iter().zip(runs) {
+        let errors: u64 = pairs.iter().map(|(c, m)| c.errors + m.errors).sum();
+        let (ceilings, mine): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+        let (c, c_all) = median_by(ceilings, |r| r.rps);
+        let (m, m_all) = median_by(mine, |r| r.rps);
+        best = (best.0.max(c.rps), best.1.max(m.rps));
+        let all = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        rows.push_str(&format!(
+            "| {conns} | {:.0} ({:.1} µs, {:.0} % busy) | {:.0} ({:.1} µs, {:.0} % busy) | \
+             {errors} | {} / {} |\n",
+            c.rps,
+            1e6 * c.server_cpu / c.rps,
+            100.0 * c.busy,
+            m.rps,
+            1e6 * m.server_cpu / m.rps,
+            100.0 * m.busy,
+            all(&c_all),
+            all(&m_all),
+        ));
+    }
+    format!(
+        "**The same single-event comparison with wrk** (Debian's `wrk`, 2 threads, a Lua \
+         script sending the same unique events), run in the same rounds as the rows above: \
+         {:.1} % of the ceiling (best median against best median). Medians of {ROUNDS} \
+         runs in requests/s, with the server's CPU per request and how busy the machine's \
+         cores were:\n\n\
+         | connections | ceiling | mailpulse | errors | runs: ceiling / mailpulse |\n\
+         |---|---|---|---|---|\n{}",
+        100.0 * best.1 / best.0,
+        rows.trim_end(),
     )
 }
 
@@ -346,6 +391,16 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     let mut ceiling_runs: Vec<Vec<Measured>> = SINGLE_CONNS.iter().map(|_| Vec::new()).collect();
     let mut one_runs: Vec<Vec<Measured>> = SINGLE_CONNS.iter().map(|_| Vec::new()).collect();
     let mut hundred_runs: Vec<Vec<Measured>> = BATCH_CONNS.iter().map(|_| Vec::new()).collect();
+    // The second generator's runs, in the same rounds so the machine's
+    // drift falls on both generators alike: (ceiling, mailpulse) per count.
+    let wrk_script = if wrk::available() {
+        Some(wrk::write_script(dir.path())?)
+    } else {
+        eprintln!("bench: wrk is not installed; the single-event check with wrk is skipped");
+        None
+    };
+    let mut wrk_runs: Vec<Vec<(wrk::WrkRun, wrk::WrkRun)>> =
+        SINGLE_CONNS.iter().map(|_| Vec::new()).collect();
     for round in 0..ROUNDS {
         for (i, conns) in SINGLE_CONNS.into_iter().enumerate() {
             let c = measure(&ceiling, load(&ceiling, conns, secs, None, single("c"))).await?;
@@ -353,6 +408,18 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             let body = single(run_id("s", round, conns));
             let m = measure(&server, load(&server, conns, secs, None, body)).await?;
             one_runs[i].push(m);
+            if let Some(script) = &wrk_script {
+                let c = wrk::run(script, ceiling.addr, conns, secs, "wc", || {
+                    ceiling.cpu_seconds()
+                })
+                .await?;
+                let tag = run_id("ws", round, conns);
+                let m = wrk::run(script, server.addr, conns, secs, tag, || {
+                    server.cpu_seconds()
+                })
+                .await?;
+                wrk_runs[i].push((c, m));
+            }
         }
         for (i, conns) in BATCH_CONNS.into_iter().enumerate() {
             let body = batch(run_id("b", round, conns), 100);
@@ -553,6 +620,9 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     ));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     s.note(limits_note(best_ceiling, best_one, best_hundred, cores));
+    if wrk_script.is_some() {
+        s.note(wrk_note(wrk_runs));
+    }
     s.note(tail_note(&[
         ("single events", half_one_rate, &half_one, &half_one_syncs),
         (

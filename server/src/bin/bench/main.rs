@@ -14,6 +14,7 @@ mod rebuild;
 mod report;
 mod store_only;
 mod ui;
+mod wrk;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
