@@ -5,7 +5,7 @@
 use crate::fsyncs::{self, Fsyncs};
 use crate::loadgen::{self, BodyFn, Load, Outcome};
 use crate::proc::{own_cpu_seconds, Server};
-use crate::report::{ms, Section};
+use crate::report::{ms, rates, Section};
 use crate::wrk;
 use crate::Opts;
 use bytes::Bytes;
@@ -273,12 +273,6 @@ fn wrk_note(runs: Vec<Vec<(wrk::WrkRun, wrk::WrkRun)>>) -> String {
         let (c, c_all) = median_by(ceilings, |r| r.rps);
         let (m, m_all) = median_by(mine, |r| r.rps);
         best = (best.0.max(c.rps), best.1.max(m.rps));
-        let all = |v: &[f64]| {
-            v.iter()
-                .map(|r| format!("{r:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         rows.push_str(&format!(
             "| {conns} | {:.0} ({:.1} µs, {:.0} % busy) | {:.0} ({:.1} µs, {:.0} % busy) | \
              {errors} | {} / {} |\n",
@@ -288,8 +282,8 @@ fn wrk_note(runs: Vec<Vec<(wrk::WrkRun, wrk::WrkRun)>>) -> String {
             m.rps,
             1e6 * m.server_cpu / m.rps,
             100.0 * m.busy,
-            all(&c_all),
-            all(&m_all),
+            rates(&c_all),
+            rates(&m_all),
         ));
     }
     format!(
@@ -409,15 +403,9 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             let m = measure(&server, load(&server, conns, secs, None, body)).await?;
             one_runs[i].push(m);
             if let Some(script) = &wrk_script {
-                let c = wrk::run(script, ceiling.addr, conns, secs, "wc", || {
-                    ceiling.cpu_seconds()
-                })
-                .await?;
+                let c = wrk::run(script, &ceiling, conns, secs, "wc").await?;
                 let tag = run_id("ws", round, conns);
-                let m = wrk::run(script, server.addr, conns, secs, tag, || {
-                    server.cpu_seconds()
-                })
-                .await?;
+                let m = wrk::run(script, &server, conns, secs, tag).await?;
                 wrk_runs[i].push((c, m));
             }
         }
@@ -548,10 +536,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
             format!("{:.2}", m.gen_cpu),
             m.out.failed.to_string(),
             verdict,
-            all.iter()
-                .map(|r| format!("{r:.0}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            rates(all),
         ]
     };
     for (conns, m, all) in &ceilings {

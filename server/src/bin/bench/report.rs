@@ -47,6 +47,15 @@ impl Section {
     }
 }
 
+/// Every run's rate of a median row, whole numbers joined by commas (the
+/// tables' "runs" column).
+pub fn rates(runs: &[f64]) -> String {
+    runs.iter()
+        .map(|r| format!("{r:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Milliseconds with a sensible precision.
 pub fn ms(d: Duration) -> String {
     let v = d.as_secs_f64() * 1000.0;

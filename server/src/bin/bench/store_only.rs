@@ -10,7 +10,7 @@
 use crate::ingest::{batch, median_by, run_id, CHECKPOINTER_THREAD, ROUNDS, WRITER_THREAD};
 use crate::loadgen::{latency_histogram, Outcome};
 use crate::proc::{own_cpu_seconds, thread_cpu_seconds, InProcess};
-use crate::report::{ms, Section};
+use crate::report::{ms, rates, Section};
 use crate::Opts;
 use bytes::Bytes;
 use mailpulse::config::Config;
@@ -213,10 +213,7 @@ pub async fn section(opts: &Opts) -> anyhow::Result<Section> {
         format!("{:.2}", m.process_cpu),
         format!("{:.2} / {:.2}", m.writer_cpu, m.checkpointer_cpu),
         m.out.failed.to_string(),
-        all.iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        rates(&all),
     ]);
     Ok(s)
 }

@@ -5,7 +5,7 @@
 //! its own hyper-based generator, whose CPU per request differs between the
 //! two servers (see BENCHMARKS.md's note on what limits single events).
 
-use std::net::SocketAddr;
+use crate::proc::Server;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -82,21 +82,20 @@ pub fn write_script(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Runs wrk (2 threads, one per core, as its docs advise) against
-/// `addr`'s webhook path for `secs`, `conns` connections; `tag` makes the
-/// run's events unique. `server_cpu` reads the server's CPU seconds.
+/// `server`'s webhook path for `secs`, `conns` connections; `tag` makes the
+/// run's events unique.
 pub async fn run(
     script: &Path,
-    addr: SocketAddr,
+    server: &Server,
     conns: usize,
     secs: f64,
     tag: &str,
-    server_cpu: impl Fn() -> f64,
 ) -> anyhow::Result<WrkRun> {
-    let (c0, m0, t0) = (server_cpu(), machine_busy_seconds(), Instant::now());
+    let (c0, m0, t0) = (server.cpu_seconds(), machine_busy_seconds(), Instant::now());
     let mut cmd = tokio::process::Command::new("wrk");
     cmd.args(["-t2", &format!("-c{conns}"), &format!("-d{secs:.0}s"), "-s"])
         .arg(script)
-        .arg(format!("http://{addr}/webhooks/optimizely"))
+        .arg(format!("http://{}/webhooks/optimizely", server.addr))
         .args(["--", tag])
         .kill_on_drop(true);
     let limit = Duration::from_secs_f64(secs) + TIMEOUT_SLACK;
@@ -104,7 +103,7 @@ pub async fn run(
         .await
         .map_err(|_| anyhow::anyhow!("wrk ran over {limit:?}"))??;
     let wall = t0.elapsed().as_secs_f64();
-    let (c1, m1) = (server_cpu(), machine_busy_seconds());
+    let (c1, m1) = (server.cpu_seconds(), machine_busy_seconds());
     let text = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(
         out.status.success(),
