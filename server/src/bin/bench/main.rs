@@ -163,7 +163,9 @@ fn main() -> anyhow::Result<()> {
                     "# mailpulse benchmarks\n\nWritten by `make bench` on {} in {:.0} s.\n\n\
                      Machine: {}.\n\nAll load goes to loopback, bounded in time and count. \
                      Numbers vary from run to run on a shared 2-core machine; compare ratios \
-                     measured in the same run rather than absolute figures.\n\n",
+                     measured in the same run rather than absolute figures. The ratios vary \
+                     too: a verdict near its target can flip between runs of the same build \
+                     (docs/store.md keeps the repeated runs).\n\n",
                     chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
                     started.elapsed().as_secs_f64(),
                     report::machine()
