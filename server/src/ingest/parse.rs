@@ -145,21 +145,35 @@ pub fn parse_body(body: &[u8], received_at: i64) -> Result<ParsedBatch, BodyErro
     let list = match text.trim_start().as_bytes().first() {
         Some(b'[') => text,
         Some(b'{') => {
-            let obj: Fields = serde_json::from_str(text).map_err(json_err)?;
-            match obj.wrapped_list() {
-                Some(list) => list.get(),
-                None => {
-                    // One event per POST is the common case: read it once.
-                    // serde_json accepted the text, so what surrounds the
-                    // object is JSON whitespace: the trimmed text is its raw
-                    // JSON, as `RawValue` would give it.
-                    let mut batch = ParsedBatch::default();
-                    match parse_fields(&obj, text.trim(), text, received_at) {
-                        Ok(e) => batch.events.push(e),
-                        Err(q) => batch.quarantined.push(q),
+            // The event is read while the object's fields are at hand:
+            // `Fields` is ~700 bytes, and moving it out of the closure
+            // cost ~300 instructions of copying per body.
+            let read = KeyNames::with(|names| {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let obj = FieldsSeed(names).deserialize(&mut de)?;
+                de.end()?;
+                Ok(match obj.wrapped_list() {
+                    Some(list) => Err(list.get()),
+                    None => {
+                        // One event per POST is the common case: read it
+                        // once. serde_json accepted the text, so what
+                        // surrounds the object is JSON whitespace: the
+                        // trimmed text is its raw JSON, as `RawValue`
+                        // would give it.
+                        let mut batch = ParsedBatch::default();
+                        match parse_fields(&obj, text.trim(), text, received_at) {
+                            Ok(e) => batch.events.push(e),
+                            Err(q) => batch.quarantined.push(q),
+                        }
+                        Ok(batch)
                     }
-                    return Ok(batch);
-                }
+                })
+            })
+            .map_err(json_err)?;
+            match read {
+                Ok(batch) => return Ok(batch),
+                // `{"events": [...]}` and the like.
+                Err(list) => list,
             }
         }
         _ => {
@@ -228,19 +242,20 @@ impl<'de> Visitor<'de> for OnePass<'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut names = KeyNames::new();
-        let mut batch = ParsedBatch::default();
-        while let Some(obj) = seq.next_element_seed(FieldsSeed(&mut names))? {
-            // Given up: the caller reads the array the other way.
-            let Some(span) = obj.span_in(self.body) else {
-                return Ok(None);
-            };
-            match parse_fields(&obj, &self.body[span], self.body, self.received_at) {
-                Ok(e) => batch.events.push(e),
-                Err(q) => batch.quarantined.push(q),
+        KeyNames::with(|names| {
+            let mut batch = ParsedBatch::default();
+            while let Some(obj) = seq.next_element_seed(FieldsSeed(names))? {
+                // Given up: the caller reads the array the other way.
+                let Some(span) = obj.span_in(self.body) else {
+                    return Ok(None);
+                };
+                match parse_fields(&obj, &self.body[span], self.body, self.received_at) {
+                    Ok(e) => batch.events.push(e),
+                    Err(q) => batch.quarantined.push(q),
+                }
             }
-        }
-        Ok(Some(batch))
+            Ok(Some(batch))
+        })
     }
 }
 
@@ -346,26 +361,46 @@ struct Fields<'a> {
 }
 
 /// The known names of the keys at each position of the objects read
-/// before: the items of a batch repeat one key order, so most keys are
-/// told by comparing them with the key at the same position before.
-struct KeyNames<'a>([(&'a str, Option<Name>); KeyNames::POSITIONS]);
+/// before: the items of a batch repeat one key order, and so do the bodies
+/// one sender posts, so most keys are told by comparing them with the key
+/// at the same position before. Naming a key from scratch ([`Name::of`])
+/// was the largest single cost of parsing a single-event body (~1.5k of
+/// its ~11k instructions, callgrind; docs/store.md).
+struct KeyNames([(CompactString, Option<Name>); KeyNames::POSITIONS]);
 
-impl<'a> KeyNames<'a> {
-    /// Positions remembered; keys further on are named every time. On the
-    /// stack, so a single-event body allocates nothing for it.
+thread_local! {
+    /// Each thread's [`KeyNames`], kept from one body to the next.
+    static KEY_NAMES: std::cell::RefCell<KeyNames> = std::cell::RefCell::new(KeyNames::new());
+}
+
+impl KeyNames {
+    /// Positions remembered; keys further on are named every time.
     const POSITIONS: usize = 16;
+    /// Keys remembered are at most this long, so remembering one never
+    /// allocates (`CompactString` keeps 24 bytes inline).
+    const MAX_KEY: usize = 24;
 
-    fn new() -> KeyNames<'a> {
+    fn new() -> KeyNames {
         // The empty key names nothing, so it can stand for "not seen yet".
-        KeyNames([("", None); KeyNames::POSITIONS])
+        KeyNames(std::array::from_fn(|_| {
+            (CompactString::const_new(""), None)
+        }))
     }
 
-    fn name(&mut self, position: usize, key: &'a str) -> Option<Name> {
+    /// Runs `f` with this thread's key names.
+    fn with<T>(f: impl FnOnce(&mut KeyNames) -> T) -> T {
+        KEY_NAMES.with_borrow_mut(f)
+    }
+
+    fn name(&mut self, position: usize, key: &str) -> Option<Name> {
         let Some((seen, name)) = self.0.get_mut(position) else {
             return Name::of(key);
         };
-        if *seen != key {
-            *seen = key;
+        if key.len() > KeyNames::MAX_KEY {
+            return Name::of(key);
+        }
+        if seen.as_str() != key {
+            *seen = CompactString::from(key);
             *name = Name::of(key);
         }
         *name
@@ -379,10 +414,10 @@ impl<'de> Deserialize<'de> for Fields<'de> {
 }
 
 /// Reads an object into [`Fields`], naming its keys through a
-/// [`KeyNames`] kept across the objects of a batch.
-struct FieldsSeed<'n, 'a>(&'n mut KeyNames<'a>);
+/// [`KeyNames`] kept across objects.
+struct FieldsSeed<'n>(&'n mut KeyNames);
 
-impl<'de> DeserializeSeed<'de> for FieldsSeed<'_, 'de> {
+impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
     type Value = Fields<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Fields<'de>, D::Error> {
@@ -390,7 +425,7 @@ impl<'de> DeserializeSeed<'de> for FieldsSeed<'_, 'de> {
     }
 }
 
-impl<'de> Visitor<'de> for FieldsSeed<'_, 'de> {
+impl<'de> Visitor<'de> for FieldsSeed<'_> {
     type Value = Fields<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -519,10 +554,16 @@ fn raw_kind(raw: &RawValue) -> &'static str {
 
 /// The text of a JSON string value; `None` for any other kind.
 fn raw_text(raw: &RawValue) -> Option<Cow<'_, str>> {
-    if !raw.get().starts_with('"') {
+    let text = raw.get();
+    if !text.starts_with('"') {
         return None;
     }
-    serde_json::from_str::<Text>(raw.get()).ok().map(|t| t.0)
+    // `raw` is a valid JSON string: without a backslash its text is what
+    // lies between the quotes, with no second deserializer to find it.
+    if !text.contains('\\') {
+        return text.get(1..text.len() - 1).map(Cow::Borrowed);
+    }
+    serde_json::from_str::<Text>(text).ok().map(|t| t.0)
 }
 
 /// An ID given as a string or a number; blank strings count as absent.

@@ -37,7 +37,20 @@ impl Buckets {
     /// at `now` (late events that old only count in totals and rollups).
     pub fn at(&mut self, t: i64, now: i64) -> Option<&mut Counters> {
         let b = self.bucket_of(t);
-        (b > now - self.span_ms).then(|| self.map.entry(b).or_default())
+        if b <= now - self.span_ms {
+            return None;
+        }
+        // Live events mostly fall in the newest bucket: reached down the
+        // tree's right edge, without a search (the live engine adds every
+        // event to nine buckets).
+        if self
+            .map
+            .last_key_value()
+            .is_some_and(|(last, _)| *last == b)
+        {
+            return self.map.last_entry().map(|e| e.into_mut());
+        }
+        Some(self.map.entry(b).or_default())
     }
 
     /// Adds `c` to `t`'s bucket (if within the span).

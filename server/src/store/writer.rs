@@ -756,28 +756,45 @@ fn retain_firsts(
 /// part of the composite. Fields are length-prefixed so no two tuples
 /// collide by concatenation.
 pub fn dedup_key(source: &str, e: &Event) -> [u8; 16] {
-    let mut h = blake3::Hasher::new();
-    let mut field = |v: Option<&str>| match v {
-        Some(s) => {
-            h.update(&(s.len() as u64 + 1).to_le_bytes());
-            h.update(s.as_bytes());
-        }
-        None => {
-            h.update(&0u64.to_le_bytes());
-        }
+    let fields = [
+        Some(source),
+        Some(e.type_raw.as_str()),
+        e.client_id.as_deref(),
+        e.mailing_id.as_deref(),
+        e.recipient_list_id.as_deref(),
+        e.recipient_key(),
+        e.link.as_deref(),
+        e.bounce_category.map(BounceKind::as_str),
+    ];
+    // Each field as its length + 1 (0 for none, 8 bytes LE) and its bytes,
+    // hashed in one `update`: BLAKE3 gives the same hash however the input
+    // is split, and one call over a buffer costs half the instructions of
+    // sixteen small ones (callgrind, docs/store.md). Most keys fit on the
+    // stack.
+    let len: usize = fields.iter().map(|f| 8 + f.map_or(0, str::len)).sum();
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let buf = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap[..]
     };
-    field(Some(source));
-    field(Some(&e.type_raw));
-    field(e.client_id.as_deref());
-    field(e.mailing_id.as_deref());
-    field(e.recipient_list_id.as_deref());
-    field(e.recipient_key());
-    field(e.link.as_deref());
-    field(e.bounce_category.map(BounceKind::as_str));
+    let mut at = 0;
+    for f in fields {
+        let n = f.map_or(0, |s| s.len() as u64 + 1);
+        buf[at..at + 8].copy_from_slice(&n.to_le_bytes());
+        at += 8;
+        if let Some(s) = f {
+            buf[at..at + s.len()].copy_from_slice(s.as_bytes());
+            at += s.len();
+        }
+    }
+    let hash = blake3::hash(buf);
     let mut out = [0u8; 16];
     // Event times are validated to lie in [2000, 10000): positive, < 2^48.
     out[..6].copy_from_slice(&(e.event_time as u64).to_be_bytes()[2..]);
-    out[6..].copy_from_slice(&h.finalize().as_bytes()[..10]);
+    out[6..].copy_from_slice(&hash.as_bytes()[..10]);
     out
 }
 
