@@ -809,6 +809,15 @@ struct Inserts<'tx> {
     quarantine: CachedStatement<'tx>,
     /// Scratch for [`insert_batch`], reused by the group's requests.
     stored: Vec<Stored>,
+    /// What the event insert has bound now, carried from one request of
+    /// the group to the next (a statement keeps its parameters between
+    /// executions): the source, whether the raw-body parameters are bound
+    /// for inline raw JSON, and the last event with its first-open/click
+    /// flags. Single events bind only what differs from the previous
+    /// request's event.
+    bound_source: Option<Arc<str>>,
+    bound_inline: bool,
+    bound_event: Option<(Event, (bool, bool))>,
 }
 
 impl<'tx> Inserts<'tx> {
@@ -826,6 +835,9 @@ impl<'tx> Inserts<'tx> {
                 "INSERT INTO quarantine (source, received_at, reason, raw) VALUES (?1, ?2, ?3, ?4)",
             )?,
             stored: Vec::new(),
+            bound_source: None,
+            bound_inline: false,
+            bound_event: None,
         })
     }
 }
@@ -888,8 +900,10 @@ type Stored = Option<(i64, bool, SentMatch)>;
 /// next, and binding copies every text. The events of one request mostly
 /// share their source, client, mailing, list, media type, times and raw
 /// body, so each parameter is bound only when it differs from the previous
-/// event's (all of them for a request's first event): at the batch peak,
-/// where the single writer is the limit, binding was a fifth of its time.
+/// event's: at the batch peak, where the single writer is the limit,
+/// binding was a fifth of its time. The previous event of a request's
+/// first is the group's previous request's last ([`Inserts`] carries it),
+/// so single events from one sender share most parameters too.
 fn insert_batch(
     ins: &mut Inserts<'_>,
     p: &mut Pending,
@@ -911,12 +925,21 @@ fn insert_batch(
         // Nothing refers to the body.
         RawBody::Compressed { .. } => RawOf::Inline(""),
     };
+    // What is bound now, taken: should anything below fail, the group
+    // fails, and nothing is assumed bound by a later request.
+    let bound_source = ins.bound_source.take();
+    let bound_inline = std::mem::take(&mut ins.bound_inline);
+    let carried = ins.bound_event.take();
     let stmt = &mut ins.event;
-    stmt.raw_bind_parameter(param::SOURCE, source)?;
+    if bound_source.as_deref() != Some(source) {
+        stmt.raw_bind_parameter(param::SOURCE, source)?;
+    }
     match raw_of {
         RawOf::Inline(_) => {
-            for i in [param::BODY_ID, param::RAW_START, param::RAW_LEN] {
-                stmt.raw_bind_parameter(i, None::<i64>)?;
+            if !bound_inline {
+                for i in [param::BODY_ID, param::RAW_START, param::RAW_LEN] {
+                    stmt.raw_bind_parameter(i, None::<i64>)?;
+                }
             }
         }
         RawOf::Body(id, _) => {
@@ -926,9 +949,9 @@ fn insert_batch(
     }
     let stored = &mut ins.stored;
     stored.clear();
-    // The previous event of this request and the first-open/click flags
-    // bound for it.
-    let mut prev: Option<(&Event, (bool, bool))> = None;
+    // The event bound before (this request's previous one, or the group's
+    // previous request's last) and the first-open/click flags bound for it.
+    let mut prev: Option<(&Event, (bool, bool))> = carried.as_ref().map(|(e, f)| (e, *f));
     for (e, key) in batch.events.iter().zip(keys) {
         // A duplicate event never adds a first: the original already did.
         let first = match (e.event_type, e.mailing_id.as_deref(), e.recipient_key()) {
@@ -1010,6 +1033,11 @@ fn insert_batch(
             None
         });
     }
+    let last_bound = prev.map(|(e, flags)| (e.clone(), flags));
+    ins.bound_event = last_bound;
+    ins.bound_source = Some(p.source.clone());
+    ins.bound_inline = matches!(raw_of, RawOf::Inline(_));
+    let stored = &mut ins.stored;
     let before = committed.len();
     for (event, s) in batch.events.into_iter().zip(stored.drain(..)) {
         if let Some((id, first, dispatch)) = s {
@@ -1119,6 +1147,165 @@ mod tests {
             .unwrap()
             .events
             .remove(0)
+    }
+
+    /// The event insert's parameters carry from one request of a group to
+    /// the next (see [`insert_batch`]): through changes of source, of raw
+    /// body kind (inline or compressed), of columns, a duplicate and a
+    /// request with no event, each stored row holds exactly its event's
+    /// values.
+    #[test]
+    fn a_groups_requests_each_store_their_own_values() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let dispatch_mailings = DispatchMailings::load(&conn).unwrap();
+        let sent = r#"{"type":"sent","clientId":1,"mailingId":5,"userListId":9,"recipientId":"a","timestamp":1766999000001,"mediaTypesToAddresses":{"EMAIL":"a@one.test"}}"#;
+        let bounce = |r: &str| {
+            format!(
+                r#"{{"type":"bounce","mailingId":6,"recipientId":"{r}","bounceCategory":"soft","reason":"mailbox full","timestamp":1766999000004,"mediaTypesToAddresses":{{"EMAIL":"{r}@two.test"}}}}"#
+            )
+        };
+        let requests = [
+            ("a", sent.to_string()),
+            ("a", r#"{"type":"open","clientId":1,"mailingId":5,"recipientId":"a","timestamp":1766999000002}"#.to_string()),
+            ("b", r#"{"type":"click","mailingId":6,"recipientId":"b","link":"https://l.test/1","timestamp":1766999000003}"#.to_string()),
+            ("b", format!("[{},{},{}]", bounce("c"), bounce("d"), bounce("e"))),
+            ("b", r#"{"type":"hardbounce","mailingId":6,"recipientId":"c","timestamp":1766999000005,"mailId":"m-1"}"#.to_string()),
+            ("a", sent.to_string()),
+            ("a", "[1]".to_string()),
+            ("a", r#"{"type":"Custom","recipientId":"f"}"#.to_string()),
+            ("b", r#"{"type":"open","clientId":2,"mailingId":5,"recipientId":"g","timestamp":1766999000006,"mediaTypesToAddresses":{"SMS":"+4912345"}}"#.to_string()),
+        ];
+        let tx = conn.transaction().unwrap();
+        let mut ins = Inserts::prepare(&tx).unwrap();
+        let (mut committed, mut rollups) = (Vec::new(), Rollups::default());
+        let mut outcomes = Vec::new();
+        let mut expected = Vec::new();
+        for (source, body) in &requests {
+            let batch = parse_body(body.as_bytes(), 1_767_000_000_000).unwrap();
+            let keys = batch.events.iter().map(|e| dedup_key(source, e)).collect();
+            let raw =
+                RawBody::for_request(bytes::Bytes::from(body.clone()), batch.events.len()).unwrap();
+            let compressed = matches!(raw, RawBody::Compressed { .. });
+            let (reply, _answer) = oneshot::channel();
+            let mut p = Pending {
+                source: Arc::from(*source),
+                batch,
+                raw,
+                keys,
+                reply,
+            };
+            let before = committed.len();
+            outcomes.push(
+                insert_batch(
+                    &mut ins,
+                    &mut p,
+                    &mut committed,
+                    &mut rollups,
+                    &dispatch_mailings,
+                )
+                .unwrap(),
+            );
+            for c in &committed[before..] {
+                expected.push((source.to_string(), body.clone(), compressed, c.clone()));
+            }
+        }
+        drop(ins);
+        let accepted: Vec<usize> = outcomes.iter().map(|o| o.accepted).collect();
+        assert_eq!(accepted, [1, 1, 1, 3, 1, 0, 0, 1, 1]);
+        assert_eq!((outcomes[5].duplicates, outcomes[6].quarantined), (1, 1));
+        // The batch of bounces went compressed, the rest inline.
+        let kinds: Vec<bool> = expected.iter().map(|x| x.2).collect();
+        assert_eq!(
+            kinds,
+            [false, false, false, true, true, true, false, false, false]
+        );
+
+        let mut s = tx
+            .prepare(
+                "SELECT id, source, type, type_raw, client_id, mailing_id, recipient_list_id, \
+                 recipient_id, time_source, media_type, address, domain, link, bounce_category, \
+                 bounce_reason, mail_id, event_time, received_at, first_open, first_click, raw, \
+                 body_id, raw_start, raw_len FROM events ORDER BY id",
+            )
+            .unwrap();
+        type Row = (Vec<Option<String>>, Vec<Option<i64>>);
+        let rows: Vec<Row> = s
+            .query_map([], |r| {
+                Ok((
+                    (1..16).map(|i| r.get(i)).collect::<Result<_, _>>()?,
+                    [0, 16, 17, 18, 19, 21, 22, 23]
+                        .into_iter()
+                        .map(|i| r.get(i))
+                        .collect::<Result<_, _>>()?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let raws: Vec<Option<String>> = s
+            .query_map([], |r| r.get(20))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), expected.len());
+        for (i, (((texts, ints), raw), (source, body, compressed, c))) in
+            rows.iter().zip(&raws).zip(&expected).enumerate()
+        {
+            let e = &c.event;
+            let want: Vec<Option<String>> = [
+                Some(source.as_str()),
+                Some(e.event_type.as_str()),
+                Some(e.type_raw.as_str()),
+                e.client_id.as_deref(),
+                e.mailing_id.as_deref(),
+                e.recipient_list_id.as_deref(),
+                e.recipient_id.as_deref(),
+                Some(e.time_source.as_str()),
+                e.media_type.as_deref(),
+                e.address.as_deref(),
+                e.domain.as_deref(),
+                e.link.as_deref(),
+                e.bounce_category.map(BounceKind::as_str),
+                e.bounce_reason.as_deref(),
+                e.mail_id.as_deref(),
+            ]
+            .map(|v| v.map(str::to_string))
+            .to_vec();
+            assert_eq!(texts, &want, "event {i}");
+            let first = |kind| i64::from(c.first && e.event_type == kind);
+            assert_eq!(
+                ints[..5],
+                [
+                    Some(c.id),
+                    Some(e.event_time),
+                    Some(e.received_at),
+                    Some(first(EventType::Open)),
+                    Some(first(EventType::Click)),
+                ],
+                "event {i}"
+            );
+            if *compressed {
+                assert_eq!(raw.as_deref(), Some(""), "event {i}");
+                assert!(ints[5].is_some(), "event {i}: body id");
+                let span = (e.raw.start as i64, e.raw.len() as i64);
+                assert_eq!(
+                    (ints[6], ints[7]),
+                    (Some(span.0), Some(span.1)),
+                    "event {i}"
+                );
+            } else {
+                assert_eq!(raw.as_deref(), e.raw_in(body), "event {i}");
+                assert_eq!(ints[5..], [None, None, None], "event {i}");
+            }
+        }
+        // The open of `a` after its send is a first open; the click of `b`
+        // a first click.
+        let firsts: Vec<bool> = expected.iter().map(|x| x.3.first).collect();
+        assert_eq!(
+            firsts,
+            [false, true, true, false, false, false, false, false, true]
+        );
     }
 
     #[test]
