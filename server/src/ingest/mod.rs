@@ -34,7 +34,7 @@ pub struct Receipt {
 
 /// The receipt's JSON, written directly: through `Json` (serde_json and
 /// its escaping of every key) answering cost ~1.7k instructions of a
-/// single-event request's ~39k on the tokio workers, this ~0.4k
+/// single-event request's ~39k on the tokio workers, this ~0.8k
 /// (callgrind; docs/store.md). A test checks it against serde_json's.
 impl IntoResponse for Receipt {
     fn into_response(self) -> Response {
