@@ -1033,11 +1033,8 @@ fn insert_batch(
             None
         });
     }
+    // Cloned before the events move on to the live engine.
     let last_bound = prev.map(|(e, flags)| (e.clone(), flags));
-    ins.bound_event = last_bound;
-    ins.bound_source = Some(p.source.clone());
-    ins.bound_inline = matches!(raw_of, RawOf::Inline(_));
-    let stored = &mut ins.stored;
     let before = committed.len();
     for (event, s) in batch.events.into_iter().zip(stored.drain(..)) {
         if let Some((id, first, dispatch)) = s {
@@ -1058,6 +1055,9 @@ fn insert_batch(
         ins.quarantine
             .execute(params![source, q.received_at, q.reason, q.raw])?;
     }
+    ins.bound_event = last_bound;
+    ins.bound_source = Some(p.source.clone());
+    ins.bound_inline = matches!(raw_of, RawOf::Inline(_));
     Ok(IngestOutcome {
         accepted,
         duplicates: total - accepted,
@@ -1229,7 +1229,7 @@ mod tests {
                  body_id, raw_start, raw_len FROM events ORDER BY id",
             )
             .unwrap();
-        type Row = (Vec<Option<String>>, Vec<Option<i64>>);
+        type Row = (Vec<Option<String>>, Vec<Option<i64>>, Option<String>);
         let rows: Vec<Row> = s
             .query_map([], |r| {
                 Ok((
@@ -1238,19 +1238,15 @@ mod tests {
                         .into_iter()
                         .map(|i| r.get(i))
                         .collect::<Result<_, _>>()?,
+                    r.get(20)?,
                 ))
             })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let raws: Vec<Option<String>> = s
-            .query_map([], |r| r.get(20))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
         assert_eq!(rows.len(), expected.len());
-        for (i, (((texts, ints), raw), (source, body, compressed, c))) in
-            rows.iter().zip(&raws).zip(&expected).enumerate()
+        for (i, ((texts, ints, raw), (source, body, compressed, c))) in
+            rows.iter().zip(&expected).enumerate()
         {
             let e = &c.event;
             let want: Vec<Option<String>> = [
