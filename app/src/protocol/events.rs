@@ -43,8 +43,17 @@ impl EventType {
     /// Parses Optimizely's `type` field, case-insensitively. `archived` is how
     /// responses spell `archive`; anything unrecognised is `Other`.
     pub fn from_wire(raw: &str) -> EventType {
-        let lower = raw.trim().to_ascii_lowercase();
-        match lower.as_str() {
+        let raw = raw.trim();
+        // Most senders already write it in lower case: no copy then.
+        if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+            return EventType::from_lowercase(&raw.to_ascii_lowercase());
+        }
+        EventType::from_lowercase(raw)
+    }
+
+    /// [`EventType::from_wire`] of a type already trimmed and lowercased.
+    pub fn from_lowercase(lower: &str) -> EventType {
+        match lower {
             "sent" => EventType::Sent,
             "open" => EventType::Open,
             "click" => EventType::Click,

@@ -56,7 +56,22 @@ impl Slots {
         if s <= now - self.span {
             return None;
         }
-        let h = self.map.entry(s).or_insert_with(new_hist);
+        // Live samples mostly fall in the newest slot: reached down the
+        // tree's right edge, without a search (two slot sizes, two scopes,
+        // every event).
+        let h = if self
+            .map
+            .last_key_value()
+            .is_some_and(|(last, _)| *last == s)
+        {
+            self.map.last_entry().map(|e| e.into_mut())
+        } else {
+            None
+        };
+        let h = match h {
+            Some(h) => h,
+            None => self.map.entry(s).or_insert_with(new_hist),
+        };
         // `record` grows the histogram; only a value past u64's range fails.
         if h.record(value).is_err() {
             h.saturating_record(value);
@@ -115,7 +130,9 @@ impl Durations {
         let v = value_ms.max(0) as u64;
         self.dirty = true;
         if let Some(s) = self.fine.record(t, v, now) {
-            self.dirty_points.insert(s);
+            if self.dirty_points.last() != Some(&s) {
+                self.dirty_points.insert(s);
+            }
         }
         self.coarse.record(t, v, now);
     }

@@ -367,11 +367,7 @@ impl Engine {
     fn update(&mut self, u: Update) {
         let now = chrono::Utc::now().timestamp_millis();
         match u {
-            Update::Events(batch) => {
-                for c in &batch {
-                    self.state.apply(c, now);
-                }
-            }
+            Update::Events(batch) => self.state.apply_all(&batch, now),
             Update::Dispatches(d) => {
                 for o in &d.opened {
                     self.state.dispatch.opened(o);

@@ -26,6 +26,29 @@ pub struct Scope {
     pub recent_sends: std::collections::VecDeque<i64>,
 }
 
+/// Events within one second of event time, counted at once
+/// ([`Scope::count_second`]).
+pub struct Second<'a> {
+    pub counts: &'a Counters,
+    /// The earliest and the latest of their times.
+    pub earliest: i64,
+    pub latest: i64,
+    /// The times of the sends among them, in the order they came.
+    pub sends: &'a [i64],
+}
+
+impl<'a> Second<'a> {
+    /// `c` at time `t`; `sent` is `[t]`, its time if `c` has sends.
+    fn at(t: i64, c: &'a Counters, sent: &'a [i64; 1]) -> Second<'a> {
+        Second {
+            counts: c,
+            earliest: t,
+            latest: t,
+            sends: if c.sent > 0 { sent } else { &[] },
+        }
+    }
+}
+
 /// Sends remembered per scope for [`Scope::recent_sends`].
 pub const RECENT_SENDS: usize = 64;
 
@@ -47,18 +70,32 @@ impl Default for Scope {
 impl Scope {
     /// Counts `c` (events at time `t`) everywhere: totals and buckets.
     pub fn count(&mut self, t: i64, now: i64, c: &Counters) {
-        self.totals.add(c);
-        self.count_recent(t, now, c);
-        self.minutes_only(t, now, c);
+        let sent = [t];
+        self.count_second(&Second::at(t, c, &sent), now, false);
     }
 
     /// Only the second and 10-second buckets (rebuild: totals and minutes
     /// come from rollups, recent seconds from raw events).
     pub fn count_recent(&mut self, t: i64, now: i64, c: &Counters) {
-        self.secs.add(t, now, c);
-        self.tens.add(t, now, c);
-        self.seen(t, c.sent > 0);
-        if c.sent > 0 {
+        let sent = [t];
+        self.count_second(&Second::at(t, c, &sent), now, true);
+    }
+
+    /// Counts events that all lie in one second of event time, as counting
+    /// each of them would: everywhere, or with `recent_only` only in the
+    /// second and 10-second buckets. One second is in one bucket of every
+    /// size, so each bucket is reached once for all of them.
+    pub fn count_second(&mut self, s: &Second<'_>, now: i64, recent_only: bool) {
+        if !recent_only {
+            self.totals.add(s.counts);
+            self.mins.add(s.earliest, now, s.counts);
+        }
+        self.secs.add(s.earliest, now, s.counts);
+        self.tens.add(s.earliest, now, s.counts);
+        self.seen(s.earliest, false);
+        self.seen(s.latest, false);
+        for t in s.sends.iter().copied() {
+            self.seen(t, true);
             // Mostly appended; a late send goes where it belongs.
             let at = self.recent_sends.partition_point(|x| *x <= t);
             if at > 0 || self.recent_sends.len() < RECENT_SENDS {
