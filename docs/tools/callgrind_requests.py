@@ -102,7 +102,9 @@ def main():
     time.sleep(5)  # mailpulse rebuilds its (empty) live state first
     requests = {"ceiling": load(args.bench, caddr, args.seconds, args.connections),
                 "mailpulse": load(args.bench, maddr, args.seconds, args.connections)}
-    ceiling.send_signal(signal.SIGINT)
+    # SIGTERM, not SIGINT: a shell running this in the background
+    # starts it with SIGINT ignored, and the ceiling would never stop.
+    ceiling.send_signal(signal.SIGTERM)
     mailpulse.send_signal(signal.SIGTERM)
     ceiling.wait(60)
     mailpulse.wait(60)

@@ -17,7 +17,6 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -58,23 +57,25 @@ impl IntoResponse for Receipt {
     }
 }
 
-/// The configured sources by name.
+/// The configured sources by name, in a list: there are a few, and
+/// comparing a few names costs less than hashing one with SipHash, which
+/// every request did (callgrind; docs/store.md).
 #[derive(Debug, Clone)]
-pub struct Sources(Arc<HashMap<String, Arc<SourceGuard>>>);
+pub struct Sources(Arc<[(String, Arc<SourceGuard>)]>);
 
 impl Sources {
     pub fn from_config(config: &Config) -> Sources {
-        Sources(Arc::new(
+        Sources(
             config
                 .sources
                 .iter()
                 .map(|(name, s)| (name.clone(), Arc::new(SourceGuard::new(name, s))))
                 .collect(),
-        ))
+        )
     }
 
     fn get(&self, name: &str) -> Option<&Arc<SourceGuard>> {
-        self.0.get(name)
+        self.0.iter().find(|(n, _)| n == name).map(|(_, g)| g)
     }
 }
 

@@ -161,7 +161,7 @@ pub fn parse_body(body: &[u8], received_at: i64) -> Result<ParsedBatch, BodyErro
                         // trimmed text is its raw JSON, as `RawValue`
                         // would give it.
                         let mut batch = ParsedBatch::default();
-                        match parse_fields(&obj, text.trim(), text, received_at) {
+                        match parse_fields(&obj, trim(text), text, received_at) {
                             Ok(e) => batch.events.push(e),
                             Err(q) => batch.quarantined.push(q),
                         }
@@ -505,24 +505,39 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// An object's fields in document order, each value still raw JSON: the
-/// address map, whose keys are media types and are all looked at.
-struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// The address map's pick, made while the map is read (no list of its
+/// entries is built): the first `EMAIL` entry whose value is a non-blank
+/// string, else the first entry with such a value, as (media type,
+/// address).
+struct AddressPick<'a>(Option<(Cow<'a, str>, Cow<'a, str>)>);
 
-impl<'de> Deserialize<'de> for Entries<'de> {
+impl<'de> Deserialize<'de> for AddressPick<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Entries<'de>;
+            type Value = AddressPick<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(4));
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AddressPick<'de>, A::Error> {
+                let (mut email, mut first) = (None, None);
                 while let Some((Text(k), v)) = map.next_entry::<Text<'de>, &'de RawValue>()? {
-                    entries.push((k, v));
+                    if email.is_some() {
+                        continue; // the rest is still read: the map must be JSON
+                    }
+                    let Some(a) = raw_text(v).filter(|a| !trim(a).is_empty()) else {
+                        continue;
+                    };
+                    if k.eq_ignore_ascii_case("email") {
+                        email = Some((k, a));
+                    } else if first.is_none() {
+                        first = Some((k, a));
+                    }
                 }
-                Ok(Entries(entries))
+                Ok(AddressPick(email.or(first)))
             }
         }
         d.deserialize_map(V)
@@ -566,6 +581,17 @@ fn raw_text(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Text>(text).ok().map(|t| t.0)
 }
 
+/// `s.trim()`, without looking up Unicode's whitespace when `s` starts
+/// and ends with a printable ASCII character, as a payload's texts nearly
+/// always do: `str::trim` cost ~50 instructions a call, several calls per
+/// event (callgrind; docs/store.md).
+fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(z)) if a.is_ascii_graphic() && z.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 /// An ID given as a string or a number; blank strings count as absent.
 /// Numbers are written as `serde_json` writes them, so `7` and `"7"` are
 /// the same ID.
@@ -575,7 +601,7 @@ fn id_field(obj: &Fields, names: &[Name]) -> Option<CompactString> {
     match text.as_bytes().first()? {
         b'"' => {
             let s = raw_text(raw)?;
-            let t = s.trim();
+            let t = trim(&s);
             (!t.is_empty()).then(|| CompactString::from(t))
         }
         b't' | b'f' => Some(CompactString::from(text)),
@@ -638,8 +664,8 @@ fn parse_fields(
     };
     let type_raw = match obj.find(&[Name::Type, Name::EventType]) {
         Some(v) => match raw_text(v) {
-            Some(s) if !s.trim().is_empty() => {
-                let mut t = CompactString::from(s.trim());
+            Some(s) if !trim(&s).is_empty() => {
+                let mut t = CompactString::from(trim(&s));
                 t.make_ascii_lowercase();
                 t
             }
@@ -657,7 +683,7 @@ fn parse_fields(
     let (event_type, type_category) = match type_raw.as_str() {
         "hardbounce" => (EventType::Bounce, Some(BounceKind::Hard)),
         "softbounce" => (EventType::Bounce, Some(BounceKind::Soft)),
-        t => (EventType::from_wire(t), None),
+        t => (EventType::from_lowercase(t), None),
     };
 
     let (event_time, time_source) = match find_time(obj) {
@@ -729,6 +755,17 @@ fn find_time(obj: &Fields) -> TimeLookup {
     };
     let time = match raw.get().as_bytes().first() {
         Some(b'"') => raw_text(raw).and_then(|s| time_from_text(&s)),
+        // Epoch milliseconds or seconds as a plain integer, the usual
+        // case, without a second deserializer: what serde_json reads as
+        // an f64 from up to 15 digits is the integer itself.
+        Some(b'0'..=b'9')
+            if raw.get().len() <= 15 && raw.get().bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            raw.get()
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| epoch_to_ms(n as f64))
+        }
         Some(b'-' | b'0'..=b'9') => serde_json::from_str::<f64>(raw.get())
             .ok()
             .and_then(epoch_to_ms),
@@ -784,26 +821,12 @@ fn epoch_to_ms(f: f64) -> Option<i64> {
 /// The address from `mediaTypesToAddresses`, preferring e-mail; a plain
 /// `email`/`address` field is taken when the map is absent.
 fn address_of(obj: &Fields) -> (Option<CompactString>, Option<CompactString>) {
-    let map = obj
+    let pick = obj
         .find(&[Name::MediaTypesToAddresses])
         .filter(|raw| raw.get().starts_with('{'))
-        .and_then(|raw| serde_json::from_str::<Entries>(raw.get()).ok());
-    if let Some(map) = map {
-        let entries = map
-            .0
-            .iter()
-            .filter_map(|(k, v)| raw_text(v).map(|a| (k, a)))
-            .filter(|(_, a)| !a.trim().is_empty());
-        let mut first = None;
-        for (k, a) in entries {
-            if k.eq_ignore_ascii_case("email") {
-                return (Some(upper(k)), Some(CompactString::from(a.trim())));
-            }
-            first.get_or_insert((upper(k), CompactString::from(a.trim())));
-        }
-        if let Some((k, a)) = first {
-            return (Some(k), Some(a));
-        }
+        .and_then(|raw| serde_json::from_str::<AddressPick>(raw.get()).ok());
+    if let Some(AddressPick(Some((k, a)))) = pick {
+        return (Some(upper(&k)), Some(CompactString::from(trim(&a))));
     }
     match text_field(obj, &[Name::Email, Name::EmailAddress, Name::Address]) {
         Some(a) => (Some("EMAIL".into()), Some(a)),
@@ -820,7 +843,7 @@ fn upper(key: &str) -> CompactString {
 
 fn domain_of(address: &str) -> Option<CompactString> {
     let (_, domain) = address.rsplit_once('@')?;
-    let d = domain.trim().trim_end_matches('.');
+    let d = trim(domain).trim_end_matches('.');
     let d = if d.is_ascii() {
         let mut d = CompactString::from(d);
         d.make_ascii_lowercase();
