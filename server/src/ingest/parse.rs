@@ -9,6 +9,8 @@
 //! reason; it is stored, never dropped. Pure functions, no I/O: time is
 //! passed in.
 
+mod simple;
+
 use compact_str::{CompactString, ToCompactString};
 use mailpulse_app::protocol::{BounceKind, EventType};
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -149,14 +151,20 @@ pub fn parse_body(body: &[u8], received_at: i64) -> Result<ParsedBatch, BodyErro
             // `Fields` is ~700 bytes, and moving it out of the closure
             // cost ~300 instructions of copying per body.
             let read = KeyNames::with(|names| {
-                let mut de = serde_json::Deserializer::from_str(text);
-                let obj = FieldsSeed(names).deserialize(&mut de)?;
-                de.end()?;
+                let obj = match simple::fields(text, names) {
+                    Some(obj) => obj,
+                    None => {
+                        let mut de = serde_json::Deserializer::from_str(text);
+                        let obj = FieldsSeed(names).deserialize(&mut de)?;
+                        de.end()?;
+                        obj
+                    }
+                };
                 Ok(match obj.wrapped_list() {
-                    Some(list) => Err(list.get()),
+                    Some(list) => Err(list),
                     None => {
                         // One event per POST is the common case: read it
-                        // once. serde_json accepted the text, so what
+                        // once. The text is valid JSON, so what
                         // surrounds the object is JSON whitespace: the
                         // trimmed text is its raw JSON, as `RawValue`
                         // would give it.
@@ -343,21 +351,23 @@ impl Name {
 }
 
 /// An event object as the parser reads it: the value of each known field,
-/// still raw JSON borrowed from the body, found by [`Name`] without
-/// comparing keys again for every lookup.
+/// still raw JSON borrowed from the body (the text of a valid JSON value,
+/// as `RawValue::get` gives it), found by [`Name`] without comparing keys
+/// again for every lookup.
+#[derive(Debug, PartialEq)]
 struct Fields<'a> {
     /// The last non-null value under each name (an object with a repeated
     /// key means its last value).
-    known: [Option<&'a RawValue>; Name::COUNT],
+    known: [Option<&'a str>; Name::COUNT],
     /// How many fields the object has.
     len: usize,
     /// The first field's name, if known, and value.
-    first: Option<(Option<Name>, &'a RawValue)>,
+    first: Option<(Option<Name>, &'a str)>,
     /// The first key when it is a slice of the body (no escapes), and the
     /// last value: between them and the braces lies only JSON whitespace,
     /// so they tell where the object lies.
     first_key: Option<&'a str>,
-    last_value: Option<&'a RawValue>,
+    last_value: Option<&'a str>,
 }
 
 /// The known names of the keys at each position of the objects read
@@ -433,44 +443,54 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-        let mut fields = Fields {
-            known: [None; Name::COUNT],
-            len: 0,
-            first: None,
-            first_key: None,
-            last_value: None,
-        };
+        let mut fields = Fields::new();
         while let Some((Text(k), v)) = map.next_entry::<Text<'de>, &'de RawValue>()? {
-            let name = match k {
-                Cow::Borrowed(k) => self.0.name(fields.len, k),
-                Cow::Owned(ref k) => Name::of(k),
-            };
-            if fields.len == 0 {
-                fields.first = Some((name, v));
-                if let Cow::Borrowed(k) = k {
-                    fields.first_key = Some(k);
-                }
-            }
-            if let Some(name) = name.filter(|_| v.get() != "null") {
-                fields.known[name as usize] = Some(v);
-            }
-            fields.len += 1;
-            fields.last_value = Some(v);
+            fields.push(self.0, k, v.get());
         }
         Ok(fields)
     }
 }
 
 impl<'a> Fields<'a> {
+    fn new() -> Fields<'a> {
+        Fields {
+            known: [None; Name::COUNT],
+            len: 0,
+            first: None,
+            first_key: None,
+            last_value: None,
+        }
+    }
+
+    /// Takes in the object's next field: its key (borrowed from the body
+    /// unless it had escapes) and its value's raw JSON.
+    fn push(&mut self, names: &mut KeyNames, key: Cow<'a, str>, value: &'a str) {
+        let name = match key {
+            Cow::Borrowed(k) => names.name(self.len, k),
+            Cow::Owned(ref k) => Name::of(k),
+        };
+        if self.len == 0 {
+            self.first = Some((name, value));
+            if let Cow::Borrowed(k) = key {
+                self.first_key = Some(k);
+            }
+        }
+        if let Some(name) = name.filter(|_| value != "null") {
+            self.known[name as usize] = Some(value);
+        }
+        self.len += 1;
+        self.last_value = Some(value);
+    }
+
     /// The value of the last non-null field under the first of `names`
     /// that has one.
-    fn find(&self, names: &[Name]) -> Option<&'a RawValue> {
+    fn find(&self, names: &[Name]) -> Option<&'a str> {
         names.iter().find_map(|n| self.known[*n as usize])
     }
 
     /// `{"events": [...]}` and the like: an object whose only field is an
     /// array under a list-ish name.
-    fn wrapped_list(&self) -> Option<&'a RawValue> {
+    fn wrapped_list(&self) -> Option<&'a str> {
         let (Some((Some(name), value)), 1) = (self.first, self.len) else {
             return None;
         };
@@ -478,7 +498,7 @@ impl<'a> Fields<'a> {
             name,
             Name::Events | Name::Data | Name::Items | Name::Records
         );
-        (listish && value.get().starts_with('[')).then_some(value)
+        (listish && value.starts_with('[')).then_some(value)
     }
 
     /// Where the object lies in `body`, from the opening brace to the
@@ -498,7 +518,7 @@ impl<'a> Fields<'a> {
         }
         let open = bytes[..quote].iter().rposition(|b| !is_space(*b))?;
         // On from the last value, over whitespace, to the brace.
-        let last = self.last_value?.get();
+        let last = self.last_value?;
         let after = offset(last)? + last.len();
         let close = after + bytes[after..].iter().position(|b| !is_space(*b))?;
         (bytes[open] == b'{' && bytes[close] == b'}').then_some(open..close + 1)
@@ -509,7 +529,32 @@ impl<'a> Fields<'a> {
 /// entries is built): the first `EMAIL` entry whose value is a non-blank
 /// string, else the first entry with such a value, as (media type,
 /// address).
-struct AddressPick<'a>(Option<(Cow<'a, str>, Cow<'a, str>)>);
+#[derive(Default)]
+struct AddressPick<'a> {
+    email: Option<(Cow<'a, str>, Cow<'a, str>)>,
+    first: Option<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl<'a> AddressPick<'a> {
+    /// Looks at the map's next entry (its value as raw JSON).
+    fn take(&mut self, media_type: Cow<'a, str>, value: &'a str) {
+        if self.email.is_some() {
+            return;
+        }
+        let Some(address) = raw_text(value).filter(|a| !trim(a).is_empty()) else {
+            return;
+        };
+        if media_type.eq_ignore_ascii_case("email") {
+            self.email = Some((media_type, address));
+        } else if self.first.is_none() {
+            self.first = Some((media_type, address));
+        }
+    }
+
+    fn pick(self) -> Option<(Cow<'a, str>, Cow<'a, str>)> {
+        self.email.or(self.first)
+    }
+}
 
 impl<'de> Deserialize<'de> for AddressPick<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -523,21 +568,12 @@ impl<'de> Deserialize<'de> for AddressPick<'de> {
                 self,
                 mut map: A,
             ) -> Result<AddressPick<'de>, A::Error> {
-                let (mut email, mut first) = (None, None);
+                let mut pick = AddressPick::default();
+                // Every entry is read, even after the pick: the map must be JSON.
                 while let Some((Text(k), v)) = map.next_entry::<Text<'de>, &'de RawValue>()? {
-                    if email.is_some() {
-                        continue; // the rest is still read: the map must be JSON
-                    }
-                    let Some(a) = raw_text(v).filter(|a| !trim(a).is_empty()) else {
-                        continue;
-                    };
-                    if k.eq_ignore_ascii_case("email") {
-                        email = Some((k, a));
-                    } else if first.is_none() {
-                        first = Some((k, a));
-                    }
+                    pick.take(k, v.get());
                 }
-                Ok(AddressPick(email.or(first)))
+                Ok(pick)
             }
         }
         d.deserialize_map(V)
@@ -556,8 +592,8 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 /// What kind of JSON value `raw` is, told by its first byte (it is valid).
-fn raw_kind(raw: &RawValue) -> &'static str {
-    match raw.get().as_bytes().first() {
+fn raw_kind(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
         Some(b'n') => "null",
         Some(b't' | b'f') => "a boolean",
         Some(b'"') => "a string",
@@ -568,8 +604,7 @@ fn raw_kind(raw: &RawValue) -> &'static str {
 }
 
 /// The text of a JSON string value; `None` for any other kind.
-fn raw_text(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let text = raw.get();
+fn raw_text(text: &str) -> Option<Cow<'_, str>> {
     if !text.starts_with('"') {
         return None;
     }
@@ -596,11 +631,10 @@ fn trim(s: &str) -> &str {
 /// Numbers are written as `serde_json` writes them, so `7` and `"7"` are
 /// the same ID.
 fn id_field(obj: &Fields, names: &[Name]) -> Option<CompactString> {
-    let raw = obj.find(names)?;
-    let text = raw.get();
+    let text = obj.find(names)?;
     match text.as_bytes().first()? {
         b'"' => {
-            let s = raw_text(raw)?;
+            let s = raw_text(text)?;
             let t = trim(&s);
             (!t.is_empty()).then(|| CompactString::from(t))
         }
@@ -630,7 +664,7 @@ fn parse_item(
 ) -> Result<Result<Event, Quarantined>, BodyError> {
     if !raw.get().starts_with('{') {
         return Ok(Err(Quarantined {
-            reason: format!("item is {}, not an event object", raw_kind(raw)),
+            reason: format!("item is {}, not an event object", raw_kind(raw.get())),
             raw: raw.get().to_string(),
             received_at,
         }));
@@ -753,22 +787,15 @@ fn find_time(obj: &Fields) -> TimeLookup {
     let Some(raw) = obj.find(&TIME_FIELDS) else {
         return TimeLookup::Absent;
     };
-    let time = match raw.get().as_bytes().first() {
+    let time = match raw.as_bytes().first() {
         Some(b'"') => raw_text(raw).and_then(|s| time_from_text(&s)),
         // Epoch milliseconds or seconds as a plain integer, the usual
         // case, without a second deserializer: what serde_json reads as
         // an f64 from up to 15 digits is the integer itself.
-        Some(b'0'..=b'9')
-            if raw.get().len() <= 15 && raw.get().bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            raw.get()
-                .parse::<u64>()
-                .ok()
-                .and_then(|n| epoch_to_ms(n as f64))
+        Some(b'0'..=b'9') if raw.len() <= 15 && raw.bytes().all(|b| b.is_ascii_digit()) => {
+            raw.parse::<u64>().ok().and_then(|n| epoch_to_ms(n as f64))
         }
-        Some(b'-' | b'0'..=b'9') => serde_json::from_str::<f64>(raw.get())
-            .ok()
-            .and_then(epoch_to_ms),
+        Some(b'-' | b'0'..=b'9') => serde_json::from_str::<f64>(raw).ok().and_then(epoch_to_ms),
         _ => None,
     };
     time.map_or(TimeLookup::Invalid, TimeLookup::Found)
@@ -823,9 +850,16 @@ fn epoch_to_ms(f: f64) -> Option<i64> {
 fn address_of(obj: &Fields) -> (Option<CompactString>, Option<CompactString>) {
     let pick = obj
         .find(&[Name::MediaTypesToAddresses])
-        .filter(|raw| raw.get().starts_with('{'))
-        .and_then(|raw| serde_json::from_str::<AddressPick>(raw.get()).ok());
-    if let Some(AddressPick(Some((k, a)))) = pick {
+        .filter(|raw| raw.starts_with('{'))
+        .and_then(|raw| {
+            let mut pick = AddressPick::default();
+            match simple::members(raw, |k, v| pick.take(Cow::Borrowed(k), v)) {
+                Some(()) => Some(pick),
+                None => serde_json::from_str::<AddressPick>(raw).ok(),
+            }
+        })
+        .and_then(AddressPick::pick);
+    if let Some((k, a)) = pick {
         return (Some(upper(&k)), Some(CompactString::from(trim(&a))));
     }
     match text_field(obj, &[Name::Email, Name::EmailAddress, Name::Address]) {
