@@ -608,7 +608,7 @@ fn raw_text(text: &str) -> Option<Cow<'_, str>> {
     if !text.starts_with('"') {
         return None;
     }
-    // `raw` is a valid JSON string: without a backslash its text is what
+    // `text` is a valid JSON string: without a backslash its text is what
     // lies between the quotes, with no second deserializer to find it.
     if !text.contains('\\') {
         return text.get(1..text.len() - 1).map(Cow::Borrowed);

@@ -40,17 +40,7 @@ impl Buckets {
         if b <= now - self.span_ms {
             return None;
         }
-        // Live events mostly fall in the newest bucket: reached down the
-        // tree's right edge, without a search (the live engine adds every
-        // event to nine buckets).
-        if self
-            .map
-            .last_key_value()
-            .is_some_and(|(last, _)| *last == b)
-        {
-            return self.map.last_entry().map(|e| e.into_mut());
-        }
-        Some(self.map.entry(b).or_default())
+        Some(newest_or_insert(&mut self.map, b, Counters::default))
     }
 
     /// Adds `c` to `t`'s bucket (if within the span).
@@ -116,6 +106,24 @@ impl Buckets {
     }
 }
 
+/// `map[key]`, inserted with `make` if missing. Live events and samples
+/// mostly fall in the newest bucket, so a key equal to the last one is
+/// reached down the tree's right edge, without a search (the live engine
+/// adds every event to nine buckets and four lag slots).
+pub(super) fn newest_or_insert<V>(
+    map: &mut BTreeMap<i64, V>,
+    key: i64,
+    make: impl FnOnce() -> V,
+) -> &mut V {
+    // Two branches rather than an early return from the first: the borrow
+    // checker does not accept using the map again after a returned borrow.
+    if map.last_key_value().is_some_and(|(last, _)| *last == key) {
+        map.last_entry().expect("the map has a last key").into_mut()
+    } else {
+        map.entry(key).or_insert_with(make)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +172,19 @@ mod tests {
         b.prune(later);
         assert_eq!(b.len(), 1340);
         assert_eq!(b.sum_last(86_400_000, later).sent, 1340);
+    }
+
+    #[test]
+    fn the_newest_key_and_any_other_reach_their_own_value() {
+        let mut map = BTreeMap::from([(10, 1), (20, 2)]);
+        *newest_or_insert(&mut map, 20, || 0) += 5; // the newest
+        *newest_or_insert(&mut map, 10, || 0) += 5; // an older one
+        *newest_or_insert(&mut map, 15, || 100) += 1; // a new one between
+        *newest_or_insert(&mut map, 30, || 200) += 1; // a new newest
+        assert_eq!(
+            map,
+            BTreeMap::from([(10, 6), (15, 101), (20, 7), (30, 201)])
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! the last day; a window's percentiles merge its slots. Pure: time is
 //! passed in.
 
+use super::buckets::newest_or_insert;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use mailpulse_app::protocol::{Percentiles, Window};
@@ -56,22 +57,7 @@ impl Slots {
         if s <= now - self.span {
             return None;
         }
-        // Live samples mostly fall in the newest slot: reached down the
-        // tree's right edge, without a search (two slot sizes, two scopes,
-        // every event).
-        let h = if self
-            .map
-            .last_key_value()
-            .is_some_and(|(last, _)| *last == s)
-        {
-            self.map.last_entry().map(|e| e.into_mut())
-        } else {
-            None
-        };
-        let h = match h {
-            Some(h) => h,
-            None => self.map.entry(s).or_insert_with(new_hist),
-        };
+        let h = newest_or_insert(&mut self.map, s, new_hist);
         // `record` grows the histogram; only a value past u64's range fails.
         if h.record(value).is_err() {
             h.saturating_record(value);
