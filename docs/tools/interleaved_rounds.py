@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Interleaved closed-loop rounds: the bare axum ceiling against one or more
+mailpulse builds or settings, with the bench's own generator.
+
+This machine's speed moves by ±10 % from minute to minute, so one run of
+each build says little. This starts the ceiling and every variant once
+(each variant its own process and store), then runs them in turn, round
+after round (every other round in reverse order), and prints per run and
+as medians:
+
+- requests/s (events/s with --batch);
+- the server's CPU per request, user and system apart (µs);
+- the generator's CPU per request (µs);
+- how busy the machine's cores were;
+- for each variant after the first, the median of its per-round ratios to
+  the first variant (requests/s and server CPU) and how many rounds it won.
+  Ratios taken within a round cancel most of the machine's drift.
+
+A variant is NAME=BINDIR or NAME=BINDIR:KEY=VALUE,KEY=VALUE (environment
+for that server, e.g. a `MAILPULSE_*` setting, or TOKIO_WORKER_THREADS):
+
+    cargo leptos build --release && cargo build --release -p mailpulse --bin mailpulse-bench
+    python3 docs/tools/interleaved_rounds.py --rounds 9 \\
+        --variant before=/tmp/old --variant after=target/release
+
+Used for docs/store.md (the timing rounds of each session's changes).
+"""
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def start(cmd, env):
+    p = subprocess.Popen(cmd, env={**os.environ, "RUST_LOG": "warn,mailpulse=info", **env},
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in p.stdout:
+        m = re.search(r"listening addr=(\S+)", line)
+        if m:
+            # Keep reading, or a chatty server blocks on a full pipe.
+            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
+            return p, re.sub(r"\x1b\[[0-9;]*m", "", m.group(1))
+    raise SystemExit(f"{cmd[0]} did not start")
+
+
+def cpu(pid):
+    """(user, system) seconds of a process so far."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) / TICK, int(f[12]) / TICK
+
+
+def idle():
+    f = open("/proc/stat").readline().split()
+    return (int(f[4]) + int(f[5])) / TICK
+
+
+def load(bench, addr, seconds, connections, batch):
+    """(requests/s, failed, generator CPU seconds) of one closed-loop run."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cmd = [bench, "--seconds", str(seconds), "load", "--addr", addr,
+           "--connections", str(connections)]
+    if batch > 1:
+        cmd += ["--batch", str(batch)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    m = re.search(r"requests/s (\d+).*failed (\d+)", out.stdout)
+    if not m:
+        raise SystemExit(f"the load generator failed:\n{out.stdout}{out.stderr}")
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    gen = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return float(m.group(1)), int(m.group(2)), gen
+
+
+def variant(spec):
+    name, rest = spec.split("=", 1)
+    bindir, _, envs = rest.partition(":")
+    env = dict(kv.split("=", 1) for kv in envs.split(",") if kv)
+    return name, bindir, env
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variant", action="append", required=True, type=variant)
+    ap.add_argument("--bench", default="target/release/mailpulse-bench")
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--seconds", type=int, default=6)
+    ap.add_argument("--ceiling-connections", type=int, default=64)
+    ap.add_argument("--connections", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=1, help="events per POST (1: single events)")
+    args = ap.parse_args()
+
+    stores = []
+    servers = [("ceiling", *start([args.bench, "ceiling-server"], {}), args.ceiling_connections)]
+    try:
+        for name, bindir, env in args.variant:
+            d = tempfile.mkdtemp(prefix="rounds-")
+            stores.append(d)
+            p, addr = start([f"{bindir}/mailpulse", "serve"],
+                            {"MAILPULSE_ADDR": "127.0.0.1:0", "MAILPULSE_DATA_DIR": d, **env})
+            servers.append((name, p, addr, args.connections))
+        time.sleep(1)
+        for name, _, addr, conns in servers:  # warm-up, not counted
+            load(args.bench, addr, 2, conns, 1 if name == "ceiling" else args.batch)
+        runs = {name: [] for name, *_ in servers}
+        for r in range(args.rounds):
+            order = servers if r % 2 == 0 else servers[:1] + servers[1:][::-1]
+            for name, p, addr, conns in order:
+                batch = 1 if name == "ceiling" else args.batch
+                (u0, s0), i0, t0 = cpu(p.pid), idle(), time.time()
+                rps, failed, gen = load(args.bench, addr, args.seconds, conns, batch)
+                (u1, s1), i1, t1 = cpu(p.pid), idle(), time.time()
+                n = rps * args.seconds
+                busy = 1 - (i1 - i0) / (os.cpu_count() * (t1 - t0))
+                run = (rps * batch, 1e6 * (u1 - u0) / n, 1e6 * (s1 - s0) / n, 1e6 * gen / n, busy)
+                runs[name].append(run)
+                print(f"round {r + 1} {name:12} {run[0]:9.0f}/s failed {failed} server "
+                      f"{run[1]:5.1f} + {run[2]:5.1f} µs (user + system), generator {run[3]:5.1f} µs, "
+                      f"cores {100 * busy:3.0f} % busy", flush=True)
+    finally:
+        for _, p, _, _ in servers:
+            p.terminate()
+        for d in stores:
+            shutil.rmtree(d, ignore_errors=True)
+
+    unit = "events/s" if args.batch > 1 else "requests/s"
+    print(f"\nmedians over {args.rounds} rounds ({unit}; CPU per request):")
+    ceiling = statistics.median(x[0] for x in runs["ceiling"])
+    for name, xs in runs.items():
+        med = [statistics.median(x[i] for x in xs) for i in range(5)]
+        ratio = "" if name == "ceiling" or args.batch > 1 else f", {100 * med[0] / ceiling:.1f} % of the ceiling"
+        print(f"{name:12} {med[0]:9.0f} (runs {', '.join('%.0f' % x[0] for x in xs)}), server "
+              f"{med[1]:.1f} + {med[2]:.1f} µs, generator {med[3]:.1f} µs, cores {100 * med[4]:.0f} % busy{ratio}")
+    first = args.variant[0][0]
+    for name, _, _ in args.variant[1:]:
+        rate = [v[0] / b[0] for v, b in zip(runs[name], runs[first])]
+        server = [(v[1] + v[2]) / (b[1] + b[2]) for v, b in zip(runs[name], runs[first])]
+        print(f"{name} against {first}, per round: {unit} × {statistics.median(rate):.3f} "
+              f"(higher in {sum(x > 1 for x in rate)} of {len(rate)}), server CPU per request × "
+              f"{statistics.median(server):.3f}")
+
+
+main()
