@@ -87,6 +87,8 @@ pub fn batch(run: &'static str, size: u64) -> BodyFn {
 struct Measured {
     out: Outcome,
     server_cpu: f64,
+    /// Of `server_cpu`: the part spent in the kernel.
+    server_system_cpu: f64,
     /// Of `server_cpu`: the store's single writer thread and its
     /// checkpointer (0 for the ceiling, which has neither).
     writer_cpu: f64,
@@ -106,13 +108,15 @@ async fn measure(server: &Server, load: Load) -> anyhow::Result<Measured> {
             s.thread_cpu_seconds(CHECKPOINTER_THREAD),
         )
     };
-    let (s0, g0, (w0, c0)) = (server.cpu_seconds(), own_cpu_seconds(), threads(server));
+    let (s0, k0) = (server.cpu_seconds(), server.system_cpu_seconds());
+    let (g0, (w0, c0)) = (own_cpu_seconds(), threads(server));
     let secs = load.duration.as_secs_f64();
     let out = loadgen::run(load).await?;
     let (w1, c1) = threads(server);
     Ok(Measured {
         out,
         server_cpu: (server.cpu_seconds() - s0) / secs,
+        server_system_cpu: (server.system_cpu_seconds() - k0) / secs,
         writer_cpu: (w1 - w0) / secs,
         checkpointer_cpu: (c1 - c0) / secs,
         gen_cpu: (own_cpu_seconds() - g0) / secs,
@@ -217,6 +221,11 @@ fn limits_note(
     let us = |m: &Measured, cpu: f64, per: f64| cpu / (m.out.rps() * per) * 1e6;
     let busy = |m: &Measured| 100.0 * (m.server_cpu + m.gen_cpu) / n;
     let (c_server, c_gen) = (us(c, c.server_cpu, 1.0), us(c, c.gen_cpu, 1.0));
+    let (c_sys, o_sys, h_sys) = (
+        us(c, c.server_system_cpu, 1.0),
+        us(o, o.server_system_cpu, 1.0),
+        us(h, h.server_system_cpu, 100.0),
+    );
     let (o_server, o_writer, o_gen) = (
         us(o, o.server_cpu, 1.0),
         us(o, o.writer_cpu, 1.0),
@@ -232,15 +241,22 @@ fn limits_note(
         "What limits the best rates above, from the same runs' CPU columns \
          (µs of CPU per request, or per event for batches; this machine has {cores} cores, \
          shared by the server and the load generator):\n\n\
-         - **Single events.** Per request the ceiling's server used {c_server:.1} µs and the \
-         generator {c_gen:.1} ({ceiling_conns} connections), {c_sum:.1} µs in all, with the \
-         cores {cb:.0} % busy; against mailpulse the server used {o_server:.1} µs, of which its \
-         writer thread {o_writer:.1}, and the generator {o_gen:.1} ({one_conns} connections), \
-         {o_sum:.1} µs in all, with the cores {ob:.0} % busy. A rate is the CPU kept busy over \
+         - **Single events.** Per request the ceiling's server used {c_server:.1} µs \
+         ({c_sys:.1} of it in the kernel) and the generator {c_gen:.1} ({ceiling_conns} \
+         connections), {c_sum:.1} µs in all, with the cores {cb:.0} % busy; against mailpulse \
+         the server used {o_server:.1} µs ({o_sys:.1} in the kernel), of which its writer \
+         thread {o_writer:.1}, and the generator {o_gen:.1} ({one_conns} connections), \
+         {o_sum:.1} µs in all, with the cores {ob:.0} % busy. So the server's {excess:.1} µs \
+         over the ceiling's are {excess_user:.1} µs of its own code and SQLite's and \
+         {excess_sys:.1} µs of kernel work (the store's writes and fsyncs, the wake-ups that \
+         hand each request from thread to thread), and the generator's {excess_gen:.1} µs \
+         over its cost against the ceiling come with the group commit's bursts of answers \
+         and the connection count. A rate is the CPU kept busy over \
          the CPU per request, so the ratio, {measured:.1} %, is {ratio:.1} % (the CPU per \
          request) times {busy_ratio:.2} (how busy the cores were). With the cores as busy as \
          in these runs, 50 % needs mailpulse's sum at {need:.1} µs or less.\n\
-         - **100-event batches.** Per event the server used {h_server:.2} µs, of which its \
+         - **100-event batches.** Per event the server used {h_server:.2} µs ({h_sys:.2} in \
+         the kernel), of which its \
          writer thread {h_writer:.2} (the serial stage: one core gives it at most \
          {writer_bound:.0} events/s), and the generator {h_gen:.2} ({hundred_conns} \
          connections, the cores {hb:.0} % busy). {cores} cores fully used give at most \
@@ -248,6 +264,10 @@ fn limits_note(
          under {need_h:.1} µs and the writer under {need_w:.1} µs.\n\n\
          Where each part of that time goes, and what was tried to cut it: docs/store.md.",
         cb = busy(c),
+        excess = o_server - c_server,
+        excess_user = (o_server - o_sys) - (c_server - c_sys),
+        excess_sys = o_sys - c_sys,
+        excess_gen = o_gen - c_gen,
         ob = busy(o),
         hb = busy(h),
         ratio = 100.0 * c_sum / o_sum,
@@ -638,8 +658,14 @@ mod tests {
     use super::*;
 
     /// A 10-second run that answered `rps` requests a second, using the
-    /// given cores' worth of CPU (server, its writer thread, generator).
-    fn run(rps: f64, server_cpu: f64, writer_cpu: f64, gen_cpu: f64) -> Measured {
+    /// given cores' worth of CPU (server and its kernel part, its writer
+    /// thread, generator).
+    fn run(
+        rps: f64,
+        (server_cpu, server_system_cpu): (f64, f64),
+        writer_cpu: f64,
+        gen_cpu: f64,
+    ) -> Measured {
         Measured {
             out: Outcome {
                 ok: (rps * 10.0) as u64,
@@ -648,6 +674,7 @@ mod tests {
                 latency: loadgen::latency_histogram(),
             },
             server_cpu,
+            server_system_cpu,
             writer_cpu,
             checkpointer_cpu: 0.0,
             gen_cpu,
@@ -656,24 +683,28 @@ mod tests {
 
     #[test]
     fn the_limits_note_works_out_each_part_per_request_and_per_event() {
-        // Ceiling: 40k requests/s, server 1.04 cores, generator 0.88:
-        // 26 + 22 µs per request, the cores 96 % busy. Single events: 20k
-        // requests/s, server 1.2 (writer 0.2), generator 0.6: 60 + 30 µs
-        // (writer 10), the cores 90 % busy.
-        // Batches: 1,500 requests/s = 150k events/s, server 1.5 (writer
-        // 0.75), generator 0.15: 10 + 1 µs per event (writer 5).
+        // Ceiling: 40k requests/s, server 1.04 cores (0.6 in the kernel),
+        // generator 0.88: 26 (15) + 22 µs per request, the cores 96 %
+        // busy. Single events: 20k requests/s, server 1.2 (0.5 in the
+        // kernel, writer 0.2), generator 0.6: 60 (25) + 30 µs (writer 10),
+        // the cores 90 % busy.
+        // Batches: 1,500 requests/s = 150k events/s, server 1.5 (0.45 in
+        // the kernel, writer 0.75), generator 0.15: 10 (3) + 1 µs per
+        // event (writer 5).
         let note = limits_note(
-            (64, &run(40_000.0, 1.04, 0.0, 0.88)),
-            (256, &run(20_000.0, 1.2, 0.2, 0.6)),
-            (64, &run(1_500.0, 1.5, 0.75, 0.15)),
+            (64, &run(40_000.0, (1.04, 0.6), 0.0, 0.88)),
+            (256, &run(20_000.0, (1.2, 0.5), 0.2, 0.6)),
+            (64, &run(1_500.0, (1.5, 0.45), 0.75, 0.15)),
             2,
         );
         for part in [
-            "the ceiling's server used 26.0 µs and the generator 22.0 (64 connections), 48.0 µs in all, with the cores 96 % busy",
-            "the server used 60.0 µs, of which its writer thread 10.0, and the generator 30.0 (256 connections), 90.0 µs in all, with the cores 90 % busy",
+            "the ceiling's server used 26.0 µs (15.0 of it in the kernel) and the generator 22.0 (64 connections), 48.0 µs in all, with the cores 96 % busy",
+            "the server used 60.0 µs (25.0 in the kernel), of which its writer thread 10.0, and the generator 30.0 (256 connections), 90.0 µs in all, with the cores 90 % busy",
+            "the server's 34.0 µs over the ceiling's are 24.0 µs of its own code and SQLite's and 10.0 µs of kernel work",
+            "the generator's 8.0 µs over its cost against the ceiling",
             "the ratio, 50.0 %, is 53.3 % (the CPU per request) times 0.94 (how busy the cores were)",
             "50 % needs mailpulse's sum at 90.0 µs or less",
-            "Per event the server used 10.00 µs, of which its writer thread 5.00 (the serial stage: one core gives it at most 200000 events/s), and the generator 1.00 (64 connections, the cores 82 % busy)",
+            "Per event the server used 10.00 µs (3.00 in the kernel), of which its writer thread 5.00 (the serial stage: one core gives it at most 200000 events/s), and the generator 1.00 (64 connections, the cores 82 % busy)",
             "2 cores fully used give at most 181818 events/s at 11.00 µs per event",
             "needs that sum under 10.0 µs and the writer under 5.0 µs",
         ] {

@@ -82,6 +82,13 @@ impl Server {
         cpu_seconds(self.child.id())
     }
 
+    /// Of [`Self::cpu_seconds`]: the part spent in the kernel (system
+    /// time), which tells the server's own code from the syscalls, wake-ups
+    /// and network stack it drives.
+    pub fn system_cpu_seconds(&self) -> f64 {
+        stat_times(Path::new(&format!("/proc/{}/stat", self.child.id()))).1
+    }
+
     /// CPU seconds used so far by the process's threads named `name`.
     pub fn thread_cpu_seconds(&self, name: &str) -> f64 {
         thread_cpu_seconds(self.child.id(), name)
@@ -137,15 +144,21 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 
 /// utime + stime of a `/proc/…/stat` file (a process's or a thread's).
 fn stat_cpu_seconds(path: &Path) -> f64 {
+    let (user, system) = stat_times(path);
+    user + system
+}
+
+/// (utime, stime) of a `/proc/…/stat` file, in seconds.
+fn stat_times(path: &Path) -> (f64, f64) {
     let Ok(stat) = std::fs::read_to_string(path) else {
-        return 0.0;
+        return (0.0, 0.0);
     };
     // Fields after the command name (which may contain spaces).
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after ')'.
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
 /// CPU seconds of this (the load generator's) process.
