@@ -537,7 +537,8 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         format!(
             "Closed loop over keep-alive connections ({} for single events, {} for \
              100-event batches; the ceiling with the same counts as single events), \
-             {secs:.0} s each after a {warm:.0} s warm-up. Each closed-loop row is the median \
+             {secs:.0} s each, one after the other (each server had a {warm:.0} s warm-up \
+             first). Each closed-loop row is the median \
              of {ROUNDS} runs, the ceiling's and mailpulse's interleaved (all runs' requests/s \
              in the last column); the verdicts compare best median with best median. \
              Every event is unique (no duplicates), a mix of sent/open/click, with the time \
