@@ -117,27 +117,35 @@ async fn measure(server: &Server, load: Load) -> anyhow::Result<Measured> {
             s.thread_cpu_seconds(CHECKPOINTER_THREAD),
         )
     };
-    let (s0, k0) = (server.cpu_seconds(), server.system_cpu_seconds());
-    let (g0, (w0, c0)) = (own_cpu_seconds(), threads(server));
+    let ((u0, k0), g0, (w0, c0)) = (server.cpu_times(), own_cpu_seconds(), threads(server));
     let secs = load.duration.as_secs_f64();
     let out = loadgen::run(load).await?;
-    let (w1, c1) = threads(server);
+    let ((u1, k1), (w1, c1)) = (server.cpu_times(), threads(server));
     Ok(Measured {
         out,
-        server_cpu: (server.cpu_seconds() - s0) / secs,
-        server_system_cpu: (server.system_cpu_seconds() - k0) / secs,
+        server_cpu: (u1 + k1 - u0 - k0) / secs,
+        server_system_cpu: (k1 - k0) / secs,
         writer_cpu: (w1 - w0) / secs,
         checkpointer_cpu: (c1 - c0) / secs,
         gen_cpu: (own_cpu_seconds() - g0) / secs,
     })
 }
 
-/// Idles for [`SETTLE`], then runs `warm` (a [`WARM_OPEN`] of the
-/// half-peak run's load) unmeasured: what precedes each half-peak run.
-async fn settle(warm: Load) -> anyhow::Result<()> {
+/// A half-peak run: [`SETTLE`] idle, [`WARM_OPEN`] of the same open-loop
+/// load unmeasured, then `secs` of it measured. `body` makes a run's
+/// bodies from its id; `ids` are the warm-up's and the measured run's.
+async fn half_peak(
+    server: &Server,
+    conns: usize,
+    secs: f64,
+    rate: f64,
+    body: impl Fn(&'static str) -> BodyFn,
+    (warm_id, id): (&'static str, &'static str),
+) -> anyhow::Result<(Measured, Fsyncs)> {
     tokio::time::sleep(SETTLE).await;
-    loadgen::run(warm).await?;
-    Ok(())
+    let warm = WARM_OPEN.as_secs_f64();
+    loadgen::run(load(server, conns, warm, Some(rate), body(warm_id))).await?;
+    measure_open(server, load(server, conns, secs, Some(rate), body(id))).await
 }
 
 /// [`measure`] for an open-loop run, with the WAL fsyncs it saw.
@@ -476,56 +484,33 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     // checkpoints catch up with the minutes of overload before (as they do
     // between peaks in production) instead of measuring the recovery.
     let half_one_rate = one_peak / 2.0;
-    settle(load(
+    let (half_one, half_one_syncs) = half_peak(
         &server,
         one_conns,
-        WARM_OPEN.as_secs_f64(),
-        Some(half_one_rate),
-        single("h1w"),
-    ))
-    .await?;
-    let (half_one, half_one_syncs) = measure_open(
-        &server,
-        load(&server, one_conns, secs, Some(half_one_rate), single("h1")),
+        secs,
+        half_one_rate,
+        single,
+        ("h1w", "h1"),
     )
     .await?;
     let half_hundred_rate = hundred_peak / 2.0;
-    settle(load(
+    let hundreds_of = |id| batch(id, 100);
+    let (half_hundred, half_hundred_syncs) = half_peak(
         &server,
         hundred_conns,
-        WARM_OPEN.as_secs_f64(),
-        Some(half_hundred_rate),
-        batch("h100w", 100),
-    ))
-    .await?;
-    let (half_hundred, half_hundred_syncs) = measure_open(
-        &server,
-        load(
-            &server,
-            hundred_conns,
-            secs,
-            Some(half_hundred_rate),
-            batch("h100", 100),
-        ),
+        secs,
+        half_hundred_rate,
+        hundreds_of,
+        ("h100w", "h100"),
     )
     .await?;
-    settle(load(
+    let (sustained, sustained_syncs) = half_peak(
         &server,
         hundred_conns,
-        WARM_OPEN.as_secs_f64(),
-        Some(half_hundred_rate),
-        batch("h100sw", 100),
-    ))
-    .await?;
-    let (sustained, sustained_syncs) = measure_open(
-        &server,
-        load(
-            &server,
-            hundred_conns,
-            SUSTAINED.as_secs_f64(),
-            Some(half_hundred_rate),
-            batch("h100s", 100),
-        ),
+        SUSTAINED.as_secs_f64(),
+        half_hundred_rate,
+        hundreds_of,
+        ("h100sw", "h100s"),
     )
     .await?;
     let db_bytes = std::fs::metadata(dir.path().join("mailpulse.db")).map_or(0, |m| m.len());

@@ -82,11 +82,11 @@ impl Server {
         cpu_seconds(self.child.id())
     }
 
-    /// Of [`Self::cpu_seconds`]: the part spent in the kernel (system
-    /// time), which tells the server's own code from the syscalls, wake-ups
-    /// and network stack it drives.
-    pub fn system_cpu_seconds(&self) -> f64 {
-        stat_times(Path::new(&format!("/proc/{}/stat", self.child.id()))).1
+    /// [`Self::cpu_seconds`] as (user, system) seconds: the system part,
+    /// spent in the kernel, tells the server's own code from the syscalls,
+    /// wake-ups and network stack it drives.
+    pub fn cpu_times(&self) -> (f64, f64) {
+        stat_times(&stat_path(self.child.id()))
     }
 
     /// CPU seconds used so far by the process's threads named `name`.
@@ -139,7 +139,11 @@ pub fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
 }
 
 pub fn cpu_seconds(pid: u32) -> f64 {
-    stat_cpu_seconds(Path::new(&format!("/proc/{pid}/stat")))
+    stat_cpu_seconds(&stat_path(pid))
+}
+
+fn stat_path(pid: u32) -> std::path::PathBuf {
+    format!("/proc/{pid}/stat").into()
 }
 
 /// utime + stime of a `/proc/…/stat` file (a process's or a thread's).
