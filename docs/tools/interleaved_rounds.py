@@ -12,6 +12,9 @@ as medians:
 - the server's CPU per request, user and system apart (µs);
 - the generator's CPU per request (µs);
 - how busy the machine's cores were;
+- at the end, each server's CPU per request by thread (the tokio workers,
+  the store's writer, sync and checkpointer threads) and the machine's
+  idle CPU per request, medians;
 - for each variant after the first, the median of its per-round ratios to
   the first variant (requests/s and server CPU) and how many rounds it won.
   Ratios taken within a round cancel most of the machine's drift.
@@ -27,6 +30,7 @@ Used for docs/store.md (the timing rounds of each session's changes).
 """
 
 import argparse
+import collections
 import os
 import re
 import resource
@@ -56,6 +60,29 @@ def cpu(pid):
     """(user, system) seconds of a process so far."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(f[11]) / TICK, int(f[12]) / TICK
+
+
+def by_thread(pid):
+    """{thread name: user + system seconds} of a process's live threads
+    so far ("other" gets what is left of the process's total: other names,
+    and threads that have ended)."""
+    total = sum(cpu(pid))
+    got = collections.Counter()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            raw = open(f"/proc/{pid}/task/{tid}/stat").read()
+        except FileNotFoundError:  # ended meanwhile
+            continue
+        name = raw[raw.index("(") + 1:raw.rindex(")")]
+        f = raw.rsplit(")", 1)[1].split()
+        seconds = (int(f[11]) + int(f[12])) / TICK
+        got[name if name in THREADS else "other"] += seconds
+    got["other"] += total - sum(got.values())
+    return got
+
+
+# The server's threads by name, in the order they are printed.
+THREADS = ["tokio-rt-worker", "store-writer", "store-sync", "store-checkpoin"]
 
 
 def idle():
@@ -110,17 +137,20 @@ def main():
         for name, _, addr, conns in servers:  # warm-up, not counted
             load(args.bench, addr, 2, conns, 1 if name == "ceiling" else args.batch)
         runs = {name: [] for name, *_ in servers}
+        threads = {name: [] for name, *_ in servers}
         for r in range(args.rounds):
             order = servers if r % 2 == 0 else servers[:1] + servers[1:][::-1]
             for name, p, addr, conns in order:
                 batch = 1 if name == "ceiling" else args.batch
-                (u0, s0), i0, t0 = cpu(p.pid), idle(), time.time()
+                (u0, s0), th0, i0, t0 = cpu(p.pid), by_thread(p.pid), idle(), time.time()
                 rps, failed, gen = load(args.bench, addr, args.seconds, conns, batch)
-                (u1, s1), i1, t1 = cpu(p.pid), idle(), time.time()
+                (u1, s1), th1, i1, t1 = cpu(p.pid), by_thread(p.pid), idle(), time.time()
                 n = rps * args.seconds
                 busy = 1 - (i1 - i0) / (os.cpu_count() * (t1 - t0))
                 run = (rps * batch, 1e6 * (u1 - u0) / n, 1e6 * (s1 - s0) / n, 1e6 * gen / n, busy)
                 runs[name].append(run)
+                threads[name].append({**{k: 1e6 * (th1[k] - th0[k]) / n for k in THREADS + ["other"]},
+                                      "machine idle": 1e6 * (i1 - i0) / n})
                 print(f"round {r + 1} {name:12} {run[0]:9.0f}/s failed {failed} server "
                       f"{run[1]:5.1f} + {run[2]:5.1f} µs (user + system), generator {run[3]:5.1f} µs, "
                       f"cores {100 * busy:3.0f} % busy", flush=True)
@@ -138,6 +168,11 @@ def main():
         ratio = "" if name == "ceiling" or args.batch > 1 else f", {100 * med[0] / ceiling:.1f} % of the ceiling"
         print(f"{name:12} {med[0]:9.0f} (runs {', '.join('%.0f' % x[0] for x in xs)}), server "
               f"{med[1]:.1f} + {med[2]:.1f} µs, generator {med[3]:.1f} µs, cores {100 * med[4]:.0f} % busy{ratio}")
+    per = "event" if args.batch > 1 else "request"
+    print(f"\nCPU per {per} by thread (µs, user + system; the machine's idle CPU too), medians:")
+    for name, xs in threads.items():
+        print(f"{name:12} " + ", ".join(f"{k} {statistics.median(x[k] for x in xs):.2f}"
+                                        for k in xs[0] if any(x[k] >= 0.005 for x in xs)))
     first = args.variant[0][0]
     for name, _, _ in args.variant[1:]:
         rate = [v[0] / b[0] for v, b in zip(runs[name], runs[first])]
