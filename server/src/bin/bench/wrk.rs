@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 /// The request script. wrk's threads each run their own Lua state: `setup`
 /// numbers them so every thread's recipient ids are distinct, and the run's
-/// tag (the script's argument) keeps runs apart. The event time is the
+/// tag (the script's argument) keeps runs apart. Recipient ids end in the
+/// request number's digits reversed, scattered as in `event_json`. The event time is the
 /// time of sending in milliseconds, as with the bench's own generator: a
 /// whole-second clock (`os.time()`) would put each second's events into
 /// the middle of the time-ordered unique index (measured 2026-12-06: 29–36
@@ -48,9 +49,9 @@ function request()
     link = ',"link":"https://example.com/offer"'
   end
   local body = string.format(
-    '{"type":"%s","clientId":7,"mailingId":4711,"userListId":12,"recipientId":"%s%d",'
+    '{"type":"%s","clientId":7,"mailingId":4711,"userListId":12,"recipientId":"%s%s",'
       .. '"timestamp":%d,"mediaTypesToAddresses":{"EMAIL":"user%d@example.com"}%s}',
-    kind, prefix, n, now_ms(), n, link)
+    kind, prefix, string.reverse(tostring(n)), now_ms(), n, link)
   return wrk.format("POST", "/webhooks/optimizely", hdrs, body)
 end
 "#;
