@@ -54,8 +54,9 @@ const SUSTAINED: Duration = Duration::from_secs(30);
 /// in its own place in `engagement_firsts`. Until 2026-12-07 the ids
 /// followed `n`, which put each first next to the one before, and that
 /// flattered the store: 3.6 rewritten leaves of that table per commit
-/// instead of 156 at half the batch peak, and a batch peak of 304k events/s
-/// instead of 174k (docs/store.md, "First opens and clicks in no order").
+/// instead of 156–187 at half the batch peak, and a batch peak of 304k
+/// events/s instead of 174k (docs/store.md, "First opens and clicks in no
+/// order").
 pub fn event_json(run: &str, n: u64, ts: u64, out: &mut String) {
     use std::fmt::Write;
     let kind = match n % 10 {

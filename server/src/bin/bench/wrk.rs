@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 /// The request script. wrk's threads each run their own Lua state: `setup`
 /// numbers them so every thread's recipient ids are distinct, and the run's
 /// tag (the script's argument) keeps runs apart. Recipient ids end in the
-/// request number's digits reversed, scattered as in `event_json`. The event time is the
-/// time of sending in milliseconds, as with the bench's own generator: a
-/// whole-second clock (`os.time()`) would put each second's events into
-/// the middle of the time-ordered unique index (measured 2026-12-06: 29–36
-/// µs of server CPU per request against 24–29).
+/// request number's digits reversed, scattered as in `event_json`. The
+/// event time is the time of sending in milliseconds, as with the bench's
+/// own generator: a whole-second clock (`os.time()`) would put each
+/// second's events into the middle of the time-ordered unique index
+/// (measured 2026-12-06: 29–36 µs of server CPU per request against
+/// 24–29).
 const SCRIPT: &str = r#"
 local ffi = require("ffi")
 ffi.cdef[[
