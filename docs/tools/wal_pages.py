@@ -64,6 +64,8 @@ def commits(addr):
 def wal_frames(wal):
     """[(page number, ends a commit)] of the WAL's current generation, up
     to its last commit."""
+    if not os.path.exists(wal):
+        raise SystemExit(f"no WAL at {wal}: nothing was committed, or the server stopped cleanly")
     with open(wal, "rb") as f:
         header = f.read(32)
         if len(header) < 32:
