@@ -25,33 +25,26 @@ with the timing runs. Used for docs/store.md, "Instructions per request".
 import argparse
 import collections
 import glob
-import os
 import re
 import signal
 import subprocess
 import tempfile
 import time
 
+import toolkit
+
 
 def start(cmd, env, out_file, log):
+    """`cmd` under callgrind, one output file per thread."""
     full = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
             f"--callgrind-out-file={out_file}"] + cmd
-    p = subprocess.Popen(full, env={**os.environ, "RUST_LOG": "warn,mailpulse=info", **env},
-                         stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    for _ in range(120):
-        m = re.search(r"listening addr=(\S+)", open(log).read())
-        if m:
-            return p, re.sub(r"\x1b\[[0-9;]*m", "", m.group(1))
-        time.sleep(0.5)
-    p.kill()
-    raise SystemExit(f"{cmd[0]} did not start; see {log}")
+    return toolkit.start(full, env, log)
 
 
 def load(bench, addr, seconds, connections):
-    out = subprocess.run([bench, "--seconds", str(seconds), "load", "--addr", addr,
-                          "--connections", str(connections)],
-                         capture_output=True, text=True, check=True).stdout
-    return int(re.search(r"requests/s (\d+)", out).group(1)) * seconds
+    """Requests answered in one closed-loop run."""
+    summary = toolkit.load(bench, addr, seconds, connections)
+    return int(toolkit.requests_per_second(summary)) * seconds
 
 
 def functions(path):

@@ -36,24 +36,12 @@ import re
 import resource
 import shutil
 import statistics
-import subprocess
 import tempfile
-import threading
 import time
 
+import toolkit
+
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def start(cmd, env):
-    p = subprocess.Popen(cmd, env={**os.environ, "RUST_LOG": "warn,mailpulse=info", **env},
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in p.stdout:
-        m = re.search(r"listening addr=(\S+)", line)
-        if m:
-            # Keep reading, or a chatty server blocks on a full pipe.
-            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
-            return p, re.sub(r"\x1b\[[0-9;]*m", "", m.group(1))
-    raise SystemExit(f"{cmd[0]} did not start")
 
 
 def cpu(pid):
@@ -62,11 +50,10 @@ def cpu(pid):
     return int(f[11]) / TICK, int(f[12]) / TICK
 
 
-def by_thread(pid):
+def by_thread(pid, total):
     """{thread name: user + system seconds} of a process's live threads
-    so far ("other" gets what is left of the process's total: other names,
-    and threads that have ended)."""
-    total = sum(cpu(pid))
+    so far ("other" gets what is left of `total`, the process's own: other
+    names, and threads that have ended)."""
     got = collections.Counter()
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -93,17 +80,11 @@ def idle():
 def load(bench, addr, seconds, connections, batch):
     """(requests/s, failed, generator CPU seconds) of one closed-loop run."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cmd = [bench, "--seconds", str(seconds), "load", "--addr", addr,
-           "--connections", str(connections)]
-    if batch > 1:
-        cmd += ["--batch", str(batch)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    m = re.search(r"requests/s (\d+).*failed (\d+)", out.stdout)
-    if not m:
-        raise SystemExit(f"the load generator failed:\n{out.stdout}{out.stderr}")
+    summary = toolkit.load(bench, addr, seconds, connections, batch)
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     gen = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return float(m.group(1)), int(m.group(2)), gen
+    failed = int(re.search(r"failed (\d+)", summary).group(1))
+    return toolkit.requests_per_second(summary), failed, gen
 
 
 def variant(spec):
@@ -124,14 +105,15 @@ def main():
     ap.add_argument("--batch", type=int, default=1, help="events per POST (1: single events)")
     args = ap.parse_args()
 
-    stores = []
-    servers = [("ceiling", *start([args.bench, "ceiling-server"], {}), args.ceiling_connections)]
+    work = tempfile.mkdtemp(prefix="rounds-")
+    servers = [("ceiling", *toolkit.start([args.bench, "ceiling-server"], {}, f"{work}/ceiling.log"),
+                args.ceiling_connections)]
     try:
-        for name, bindir, env in args.variant:
-            d = tempfile.mkdtemp(prefix="rounds-")
-            stores.append(d)
-            p, addr = start([f"{bindir}/mailpulse", "serve"],
-                            {"MAILPULSE_ADDR": "127.0.0.1:0", "MAILPULSE_DATA_DIR": d, **env})
+        for i, (name, bindir, env) in enumerate(args.variant):
+            p, addr = toolkit.start([f"{bindir}/mailpulse", "serve"],
+                                    {"MAILPULSE_ADDR": "127.0.0.1:0",
+                                     "MAILPULSE_DATA_DIR": f"{work}/store-{i}", **env},
+                                    f"{work}/variant-{i}.log")
             servers.append((name, p, addr, args.connections))
         time.sleep(1)
         for name, _, addr, conns in servers:  # warm-up, not counted
@@ -142,9 +124,11 @@ def main():
             order = servers if r % 2 == 0 else servers[:1] + servers[1:][::-1]
             for name, p, addr, conns in order:
                 batch = 1 if name == "ceiling" else args.batch
-                (u0, s0), th0, i0, t0 = cpu(p.pid), by_thread(p.pid), idle(), time.time()
+                (u0, s0), i0, t0 = cpu(p.pid), idle(), time.time()
+                th0 = by_thread(p.pid, u0 + s0)
                 rps, failed, gen = load(args.bench, addr, args.seconds, conns, batch)
-                (u1, s1), th1, i1, t1 = cpu(p.pid), by_thread(p.pid), idle(), time.time()
+                (u1, s1), i1, t1 = cpu(p.pid), idle(), time.time()
+                th1 = by_thread(p.pid, u1 + s1)
                 n = rps * args.seconds
                 busy = 1 - (i1 - i0) / (os.cpu_count() * (t1 - t0))
                 run = (rps * batch, 1e6 * (u1 - u0) / n, 1e6 * (s1 - s0) / n, 1e6 * gen / n, busy)
@@ -157,8 +141,8 @@ def main():
     finally:
         for _, p, _, _ in servers:
             p.terminate()
-        for d in stores:
-            shutil.rmtree(d, ignore_errors=True)
+            p.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
 
     unit = "events/s" if args.batch > 1 else "requests/s"
     print(f"\nmedians over {args.rounds} rounds ({unit}; CPU per request):")

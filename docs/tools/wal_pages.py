@@ -35,25 +35,10 @@ import re
 import signal
 import sqlite3
 import struct
-import subprocess
 import tempfile
-import time
 import urllib.request
 
-
-def start(mailpulse, data_dir):
-    log = open(os.path.join(data_dir, "server.log"), "w+")
-    env = {**os.environ, "RUST_LOG": "warn,mailpulse=info",
-           "MAILPULSE_ADDR": "127.0.0.1:0", "MAILPULSE_DATA_DIR": os.path.join(data_dir, "store")}
-    p = subprocess.Popen([mailpulse, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(100):
-        log.seek(0)
-        m = re.search(r"listening addr=(\S+)", log.read())
-        if m:
-            return p, re.sub(r"\x1b\[[0-9;]*m", "", m.group(1))
-        time.sleep(0.2)
-    p.kill()
-    raise SystemExit("mailpulse did not start")
+import toolkit
 
 
 def commits(addr):
@@ -95,15 +80,15 @@ def main():
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="wal-pages-") as d:
-        p, addr = start(args.mailpulse, d)
+        p, addr = toolkit.start([args.mailpulse, "serve"],
+                                {"MAILPULSE_ADDR": "127.0.0.1:0",
+                                 "MAILPULSE_DATA_DIR": os.path.join(d, "store")},
+                                os.path.join(d, "server.log"))
         try:
-            cmd = [args.bench, "--seconds", str(args.seconds), "load", "--addr", addr,
-                   "--connections", str(args.connections), "--batch", str(args.batch)]
-            if args.rate:
-                cmd += ["--rate", str(args.rate)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+            out = toolkit.load(args.bench, addr, args.seconds, args.connections,
+                               args.batch, args.rate)
             print(out)
-            rps = float(re.search(r"requests/s (\d+)", out).group(1))
+            rps = toolkit.requests_per_second(out)
             n_commits = commits(addr)
         finally:
             p.send_signal(signal.SIGKILL)
