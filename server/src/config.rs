@@ -335,6 +335,15 @@ pub struct StoreConfig {
     /// writer, and so how long the requests behind it wait; a single
     /// request is never split, so one larger than this commits alone.
     pub max_group_events: usize,
+    /// First opens/clicks are held in memory and written to their table in
+    /// sorted order once this many have gathered (or `firsts_flush_secs`
+    /// passed): a campaign's recipients open in no order, and written one
+    /// by one each rewrote a page of the table. ~100 bytes of memory each,
+    /// up to twice this many held.
+    pub firsts_flush_rows: usize,
+    /// ... or once the oldest has waited this many seconds. After a crash,
+    /// the start reads the events of about this long to recover them.
+    pub firsts_flush_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -346,6 +355,8 @@ impl Default for StoreConfig {
             retention_interval_secs: 3600,
             max_group_requests: 512,
             max_group_events: 500,
+            firsts_flush_rows: 200_000,
+            firsts_flush_secs: 10,
         }
     }
 }
@@ -525,6 +536,9 @@ impl Config {
         }
         if self.store.max_group_events == 0 {
             anyhow::bail!("store.max_group_events must be positive");
+        }
+        if self.store.firsts_flush_rows == 0 || self.store.firsts_flush_secs == 0 {
+            anyhow::bail!("store.firsts_flush_rows and store.firsts_flush_secs must be positive");
         }
         Ok(())
     }

@@ -1,7 +1,9 @@
 //! Crash safety: the real `mailpulse` binary under steady ingest is killed
 //! with SIGKILL at random moments, several rounds in a row, and restarted on
 //! the same data dir. Every event that was answered 200 must be in the store
-//! exactly once.
+//! exactly once, and every recipient who opened has exactly one first open:
+//! first opens are held in memory and written to their table late, so a
+//! kill loses the ones held and the next start must recover them.
 
 mod common;
 
@@ -20,7 +22,12 @@ use std::time::Duration;
 
 const ROUNDS: usize = 5;
 const SENDERS: usize = 4;
+/// Sent events per batch, each to a recipient of its own.
 const BATCH: usize = 25;
+/// Opens per batch, each by a recipient drawn from `POOL`, so recipients
+/// open again in later rounds, after kills.
+const OPENS: usize = 25;
+const POOL: usize = 3_000;
 
 /// The real binary, killed with SIGKILL when dropped (also on a panic).
 struct Binary(Child);
@@ -45,6 +52,9 @@ fn start(data_dir: &Path) -> (Binary, String) {
         .env("MAILPULSE_ADDR", "127.0.0.1:0")
         .env("MAILPULSE_DATA_DIR", data_dir)
         .env("RUST_LOG", "info")
+        // Flushes of first opens start often, so kills land in them too.
+        .env("MAILPULSE_STORE__FIRSTS_FLUSH_ROWS", "500")
+        .env("MAILPULSE_STORE__FIRSTS_FLUSH_SECS", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -65,15 +75,20 @@ fn start(data_dir: &Path) -> (Binary, String) {
     (Binary(child), addr)
 }
 
-fn batch(tag: &str) -> Value {
-    Value::Array(
-        (0..BATCH)
-            .map(|i| {
-                json!({"type": "sent", "mailingId": 77, "recipientId": format!("{tag}-{i}"),
-                       "timestamp": 1_766_999_000_000i64})
-            })
-            .collect(),
-    )
+/// `BATCH` sent events of recipients named after `tag`, and `OPENS` opens
+/// by recipients of the pool, at times no other open has (`unique` counts
+/// the batches of all senders apart), so none is a duplicate.
+fn batch(tag: &str, unique: i64, rng: &mut impl Rng) -> Value {
+    let sent = (0..BATCH).map(|i| {
+        json!({"type": "sent", "mailingId": 77, "recipientId": format!("{tag}-{i}"),
+               "timestamp": 1_766_999_000_000i64})
+    });
+    let opens = (0..OPENS as i64).map(|i| {
+        json!({"type": "open", "mailingId": 88,
+               "recipientId": format!("p{}", rng.random_range(0..POOL)),
+               "timestamp": 1_766_999_000_000i64 + unique * OPENS as i64 + i})
+    });
+    Value::Array(sent.chain(opens).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,12 +111,15 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
         let before = acked.lock().unwrap().len();
         for s in 0..SENDERS {
             let (http, url, stop, acked) = (http.clone(), url.clone(), stop.clone(), acked.clone());
+            let mut rng = rand::rngs::StdRng::seed_from_u64(rng.random());
             senders.push(tokio::spawn(async move {
-                let mut seq = 0;
+                let mut seq = 0i64;
                 while !stop.load(Ordering::Relaxed) {
                     let tag = format!("r{round}s{s}n{seq}");
+                    let unique = (round * SENDERS + s) as i64 * 1_000_000 + seq;
                     seq += 1;
-                    let Ok(resp) = http.post(&url).json(&batch(&tag)).send().await else {
+                    let body = batch(&tag, unique, &mut rng);
+                    let Ok(resp) = http.post(&url).json(&body).send().await else {
                         continue;
                     };
                     if resp.status() == 200 {
@@ -109,7 +127,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
                             Ok(v) => v,
                             Err(_) => continue,
                         };
-                        assert_eq!(receipt["accepted"], BATCH as u64, "{receipt}");
+                        assert_eq!(receipt["accepted"], (BATCH + OPENS) as u64, "{receipt}");
                         let mut a = acked.lock().unwrap();
                         a.extend((0..BATCH).map(|i| format!("{tag}-{i}")));
                     }
@@ -142,7 +160,9 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
 
     let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     let mut stmt = conn
-        .prepare("SELECT recipient_id, COUNT(*) FROM events GROUP BY recipient_id")
+        .prepare(
+            "SELECT recipient_id, COUNT(*) FROM events WHERE type = 'sent' GROUP BY recipient_id",
+        )
         .unwrap();
     let mut stored = HashSet::new();
     let rows = stmt
@@ -186,7 +206,10 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
         assert_eq!(raw["recipientId"], id.as_str(), "{text}");
         read += 1;
     }
-    assert_eq!(read, stored.len());
+    let events: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(read, events as usize);
     // They are batches, so all of them were read from compressed bodies.
     let in_bodies: i64 = conn
         .query_row(
@@ -196,4 +219,43 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
         )
         .unwrap();
     assert_eq!(in_bodies as usize, read);
+
+    // Every recipient who opened has exactly one open flagged first (one
+    // lost at a kill and not recovered would let a later open be first
+    // again), and the firsts' table holds exactly those, with their time.
+    let mut stmt = conn
+        .prepare(
+            "SELECT recipient_id, SUM(first_open) FROM events WHERE type = 'open' \
+             GROUP BY recipient_id",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .unwrap();
+    let mut openers = HashSet::new();
+    for row in rows {
+        let (id, firsts) = row.unwrap();
+        assert_eq!(firsts, 1, "{id} has {firsts} first opens");
+        openers.insert(id);
+    }
+    assert!(openers.len() > 100, "too few openers to prove anything");
+    let mut stmt = conn
+        .prepare(
+            "SELECT f.recipient FROM engagement_firsts f JOIN events e \
+             ON e.mailing_id = f.mailing_id AND e.recipient_id = f.recipient \
+             AND e.first_open = 1 AND e.event_time = f.event_time \
+             WHERE f.mailing_id = '88' AND f.kind = 'open'",
+        )
+        .unwrap();
+    let recorded: HashSet<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let all: i64 = conn
+        .query_row("SELECT COUNT(*) FROM engagement_firsts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recorded, openers);
+    assert_eq!(all as usize, openers.len());
+    println!("{} openers, each with one first open", openers.len());
 }

@@ -708,7 +708,10 @@ fn open(mailing: &str, recipient: &str, t: i64) -> Value {
 
 #[tokio::test]
 async fn retention_deletes_old_rollups_and_the_first_opens_of_mailings_without_rollups() {
-    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // No flush starts by age while the test posts.
+    let hold = |c: &mut mailpulse::config::Config| c.store.firsts_flush_secs = 3_600;
+    let server = TestServer::start_in(dir.path().to_path_buf(), hold).await;
     let now = now_ms();
     let old = now - 3 * 86_400_000;
     // More ended mailings than one retention step looks at, one with more
@@ -731,7 +734,12 @@ async fn retention_deletes_old_rollups_and_the_first_opens_of_mailings_without_r
         .map(|i| open("live", &format!("r{i}"), now))
         .collect();
     server.post_json(HOOK, &Value::Array(live), &[]).await;
+    // First opens are held in memory and written late, in sorted chunks;
+    // a graceful stop writes all of them.
     let firsts = "SELECT COUNT(*) FROM engagement_firsts";
+    assert!(count(&server, firsts).await < 5_403);
+    server.stop().await;
+    let server = TestServer::start_in(dir.path().to_path_buf(), hold).await;
     let bounce_rollups = "SELECT COUNT(*) FROM rollup_bounce_day";
     assert_eq!(count(&server, firsts).await, 5_403);
     assert_eq!(count(&server, bounce_rollups).await, 5_100);

@@ -7,6 +7,7 @@
 //! server uses; `docs/store.md` describes the schema.
 
 pub mod dispatch;
+mod firsts;
 pub mod raw;
 pub mod retention;
 pub mod schema;
@@ -63,6 +64,10 @@ pub struct StoreStats {
     /// Sum of commit durations, in microseconds.
     pub commit_micros_total: AtomicU64,
     pub busy_rejections: AtomicU64,
+    /// First opens/clicks decided and committed with their events but not
+    /// yet written to `engagement_firsts` (held in memory; see
+    /// `store/firsts.rs`).
+    pub firsts_unwritten: AtomicU64,
     /// Group commit durations (inserts, rollups, writing the WAL frames;
     /// not the fsync after it), in seconds.
     pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
@@ -84,6 +89,7 @@ impl Default for StoreStats {
             commit_failures: AtomicU64::new(0),
             commit_micros_total: AtomicU64::new(0),
             busy_rejections: AtomicU64::new(0),
+            firsts_unwritten: AtomicU64::new(0),
             commit_seconds: store_seconds(),
             ingest_seconds: store_seconds(),
             wal_sync_seconds: store_seconds(),
@@ -133,6 +139,16 @@ impl Store {
         let path = config.data_dir.join(DB_FILE);
         let mut conn = open_writer(&path, &config.store)?;
         schema::migrate(&mut conn)?;
+        let started = Instant::now();
+        let (read, recovered) = firsts::recover(&mut conn)?;
+        if read > 0 {
+            tracing::info!(
+                events = read,
+                firsts = recovered,
+                ms = started.elapsed().as_millis() as u64,
+                "first opens/clicks recovered from the events after the last written"
+            );
+        }
 
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -155,9 +171,15 @@ impl Store {
             live,
             stats.clone(),
             gate.clone(),
-            writer::GroupLimits {
-                requests: config.store.max_group_requests,
-                items: config.store.max_group_events,
+            writer::Tuning {
+                limits: writer::GroupLimits {
+                    requests: config.store.max_group_requests,
+                    items: config.store.max_group_events,
+                },
+                firsts: firsts::FlushPolicy {
+                    rows: config.store.firsts_flush_rows,
+                    every: Duration::from_secs(config.store.firsts_flush_secs),
+                },
             },
             writer::WalDuties {
                 restart: wal_restart,

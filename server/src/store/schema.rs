@@ -255,6 +255,19 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     DROP INDEX events_by_mailing;
     "#,
     ),
+    (
+        8,
+        "first opens/clicks written late: how far engagement_firsts is written",
+        // Until now every first was in the table at once, so all of them up
+        // to the last event are.
+        r#"
+    CREATE TABLE firsts_written (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        event_id INTEGER NOT NULL
+    );
+    INSERT INTO firsts_written (id, event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events;
+    "#,
+    ),
 ];
 
 /// Brings the database to the newest schema.

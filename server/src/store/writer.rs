@@ -1,8 +1,9 @@
 //! The single writer: a thread that owns the write connection and commits
 //! queued requests in groups. For each group it opens one transaction,
 //! inserts every request's events (deduplicated by a unique key) and a
-//! batch's compressed body (see [`super::raw`]), records first opens and
-//! clicks, adds to the per-minute rollups and commits. Only once the commit
+//! batch's compressed body (see [`super::raw`]), decides first opens and
+//! clicks (written to their table late, see [`super::firsts`]), adds to the
+//! per-minute rollups and commits. Only once the commit
 //! is on disk (with `synchronous = "full"`, after the WAL fsync that
 //! [`super::sync`] runs while the next group is written) are the requests
 //! answered and the new events handed to the live engine. A failed commit
@@ -13,6 +14,7 @@
 use super::dispatch::{
     self, DispatchMailings, DispatchOutcome, DispatchReport, DispatchUpdate, SentMatch,
 };
+use super::firsts::{self, Firsts, FlushPolicy, Kind};
 use super::raw::RawBody;
 use super::spans;
 use super::sync::{AfterSync, Syncer};
@@ -159,6 +161,13 @@ pub(crate) struct GroupLimits {
     pub items: usize,
 }
 
+/// The writer's settings from `[store]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tuning {
+    pub limits: GroupLimits,
+    pub firsts: FlushPolicy,
+}
+
 /// What the writer does with the WAL besides appending commits to it.
 pub(crate) struct WalDuties {
     /// Raised by the checkpointer when the WAL should start over.
@@ -175,7 +184,7 @@ pub(crate) fn spawn(
     live: LiveHandle,
     stats: Arc<StoreStats>,
     gate: Arc<Mutex<()>>,
-    limits: GroupLimits,
+    tuning: Tuning,
     wal: WalDuties,
 ) -> anyhow::Result<()> {
     let syncer = wal
@@ -186,10 +195,12 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
-            let dispatch_mailings = match DispatchMailings::load(&conn) {
-                Ok(d) => d,
+            let loaded = DispatchMailings::load(&conn)
+                .and_then(|d| Ok((d, Firsts::load(tuning.firsts, &conn)?)));
+            let (dispatch_mailings, firsts) = match loaded {
+                Ok(l) => l,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read dispatch mailings; store writer not started");
+                    tracing::error!(error = %e, "cannot read the store's state; store writer not started");
                     return;
                 }
             };
@@ -198,8 +209,9 @@ pub(crate) fn spawn(
                 live,
                 stats,
                 gate,
-                limits,
+                limits: tuning.limits,
                 dispatch_mailings,
+                firsts,
                 wal_restart,
                 syncer,
             }
@@ -215,6 +227,8 @@ struct Writer {
     gate: Arc<Mutex<()>>,
     limits: GroupLimits,
     dispatch_mailings: DispatchMailings,
+    /// First opens/clicks decided but not yet in their table.
+    firsts: Firsts,
     /// Raised by the checkpointer when the WAL has grown past
     /// `WAL_RESTART_FRAMES` under continuous load.
     wal_restart: Arc<AtomicBool>,
@@ -340,6 +354,13 @@ impl Writer {
                         }));
                     }
                     Cmd::Shutdown { reply } => {
+                        // So that a restart has none to recover.
+                        match self.firsts.write_all(&mut self.conn) {
+                            Ok(n) => tracing::debug!(firsts = n, "first opens/clicks written"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not write the first opens/clicks held; the next start recovers them")
+                            }
+                        }
                         if let Some(syncer) = &mut self.syncer {
                             syncer.finish();
                         }
@@ -366,6 +387,7 @@ impl Writer {
         let mut waited = std::time::Duration::ZERO;
         let (limits, syncer) = (self.limits, &self.syncer);
         let dispatch_mailings = &self.dispatch_mailings;
+        let firsts = &mut self.firsts;
         let conn = &mut self.conn;
         let result = (|| -> anyhow::Result<(Vec<IngestOutcome>, Vec<Committed>)> {
             let tx = conn.transaction()?;
@@ -383,6 +405,7 @@ impl Writer {
                         p,
                         &mut committed,
                         &mut rollups,
+                        firsts,
                         dispatch_mailings,
                     )?);
                 }
@@ -401,6 +424,7 @@ impl Writer {
             drop(inserts);
             spans::record(&tx, &committed)?;
             rollups.write(&tx)?;
+            firsts.write_chunk(&tx)?;
             tx.commit()?;
             Ok((outcomes, committed))
         })();
@@ -415,7 +439,14 @@ impl Writer {
         }
         match result {
             Ok((outcomes, committed)) => {
+                if let Err(e) = self.firsts.committed(&self.conn) {
+                    // Only the next flush's start failed; it is tried
+                    // again after the next commit.
+                    tracing::warn!(error = %e, "could not start writing first opens/clicks");
+                }
                 let s = &self.stats;
+                s.firsts_unwritten
+                    .store(self.firsts.unwritten() as u64, Ordering::Relaxed);
                 s.commits.fetch_add(1, Ordering::Relaxed);
                 s.commit_micros_total.fetch_add(micros, Ordering::Relaxed);
                 s.commit_seconds.observe(micros as f64 / 1e6);
@@ -443,6 +474,7 @@ impl Writer {
                 }));
             }
             Err(e) => {
+                self.firsts.rolled_back();
                 self.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, requests = group.len(), "store commit failed; requests answered 503");
                 for p in group {
@@ -503,6 +535,15 @@ impl Writer {
         step: RetentionStep,
         rollups_before: i64,
     ) -> anyhow::Result<(u64, Option<RetentionStep>)> {
+        if let RetentionStep::Events { up_to_id, .. } = step {
+            // Once deleted, events cannot tell `firsts::recover` their
+            // firsts. Under traffic the table is written to within seconds
+            // of the newest event, far past the 30-day horizon; this only
+            // writes after a quiet spell left firsts held.
+            if self.firsts.written_up_to() < up_to_id {
+                self.firsts.write_all(&mut self.conn)?;
+            }
+        }
         let tx = self.conn.transaction()?;
         let result = match step {
             RetentionStep::Events {
@@ -805,6 +846,7 @@ struct Inserts<'tx> {
     event: CachedStatement<'tx>,
     body: CachedStatement<'tx>,
     drop_body: CachedStatement<'tx>,
+    /// [`firsts::LOOKUP`].
     first: CachedStatement<'tx>,
     quarantine: CachedStatement<'tx>,
     /// Scratch for [`insert_batch`], reused by the group's requests.
@@ -825,12 +867,10 @@ impl<'tx> Inserts<'tx> {
         Ok(Inserts {
             tx,
             event: tx.prepare_cached(EVENT_INSERT)?,
-            body: tx.prepare_cached("INSERT INTO raw_bodies (received_at, body) VALUES (?1, ?2)")?,
+            body: tx
+                .prepare_cached("INSERT INTO raw_bodies (received_at, body) VALUES (?1, ?2)")?,
             drop_body: tx.prepare_cached("DELETE FROM raw_bodies WHERE id = ?1")?,
-            first: tx.prepare_cached(
-                "INSERT OR IGNORE INTO engagement_firsts (mailing_id, recipient, kind, event_time) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?,
+            first: tx.prepare_cached(firsts::LOOKUP)?,
             quarantine: tx.prepare_cached(
                 "INSERT INTO quarantine (source, received_at, reason, raw) VALUES (?1, ?2, ?3, ?4)",
             )?,
@@ -909,6 +949,7 @@ fn insert_batch(
     p: &mut Pending,
     committed: &mut Vec<Committed>,
     rollups: &mut Rollups,
+    firsts: &mut Firsts,
     dispatch_mailings: &DispatchMailings,
 ) -> anyhow::Result<IngestOutcome> {
     let tx = ins.tx;
@@ -954,10 +995,13 @@ fn insert_batch(
     let mut prev: Option<(&Event, (bool, bool))> = carried.as_ref().map(|(e, f)| (e, *f));
     for (e, key) in batch.events.iter().zip(keys) {
         // A duplicate event never adds a first: the original already did.
-        let first = match (e.event_type, e.mailing_id.as_deref(), e.recipient_key()) {
-            (t @ (EventType::Open | EventType::Click), Some(m), Some(r)) => {
-                ins.first.execute(params![m, r, t.as_str(), e.event_time])? == 1
-            }
+        let kind = match e.event_type {
+            EventType::Open => Some(Kind::Open),
+            EventType::Click => Some(Kind::Click),
+            _ => None,
+        };
+        let first = match (kind, e.mailing_id.as_deref(), e.recipient_key()) {
+            (Some(k), Some(m), Some(r)) => firsts.claim(&mut ins.first, m, r, k, e.event_time)?,
             _ => false,
         };
         // Binds parameter `$i` to `$value` (an expression of the event
@@ -1159,6 +1203,11 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut conn).unwrap();
         let dispatch_mailings = DispatchMailings::load(&conn).unwrap();
+        let policy = FlushPolicy {
+            rows: 1_000,
+            every: std::time::Duration::from_secs(3_600),
+        };
+        let mut firsts = Firsts::load(policy, &conn).unwrap();
         let sent = r#"{"type":"sent","clientId":1,"mailingId":5,"userListId":9,"recipientId":"a","timestamp":1766999000001,"mediaTypesToAddresses":{"EMAIL":"a@one.test"}}"#;
         let bounce = |r: &str| {
             format!(
@@ -1202,6 +1251,7 @@ mod tests {
                     &mut p,
                     &mut committed,
                     &mut rollups,
+                    &mut firsts,
                     &dispatch_mailings,
                 )
                 .unwrap(),

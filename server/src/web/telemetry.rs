@@ -89,6 +89,12 @@ impl Collector for Health {
             "Requests the store queue holds before ingest answers 503 (ingest.queue_capacity).",
             self.store.queue_capacity() as f64,
         )?;
+        gauge(
+            &mut e,
+            "store_firsts_unwritten",
+            "First opens/clicks committed with their events but held in memory, not yet written to their table.",
+            get(&s.firsts_unwritten) as f64,
+        )?;
         let h = &self.hub.stats;
         gauge(
             &mut e,
