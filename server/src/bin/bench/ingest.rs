@@ -537,7 +537,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     )
     .await?;
     let db_bytes = std::fs::metadata(dir.path().join("mailpulse.db")).map_or(0, |m| m.len());
-    let rss = server.rss_bytes();
+    let (rss, file_rss) = (server.rss_bytes(), server.file_rss_bytes());
     server.stop();
 
     let mut s = Section::new(
@@ -551,7 +551,8 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
              in the last column); the verdicts compare best median with best median. \
              Every event is unique (no duplicates), a mix of sent/open/click (70/20/10 %) for \
              recipients in no sorted order (as a campaign's opens and clicks arrive: each \
-             first open or click goes to its own place in the store's index of them), with \
+             first open or click belongs in its own place in the store's index of them, which \
+             the store writes late, sorted), with \
              the time of sending as its event time (as live webhooks carry). mailpulse runs \
              with its defaults: `synchronous=full` (a request is answered after the WAL \
              fsync that makes its group durable, run on a thread of its own while the \
@@ -699,9 +700,14 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     let events =
         single_ok + half_one.out.ok + (batch_ok + half_hundred.out.ok + sustained.out.ok) * 100;
     s.note(format!(
-        "Store after the run: {:.1} MB for {events} events; server resident memory {:.0} MB.",
+        "Store after the run: {:.1} MB for {events} events; server resident memory {:.0} MB, \
+         of which {:.0} MB file-backed (the binary, and the pages of the store that the \
+         writer reads through a memory map: the kernel's page cache, shared and reclaimable) \
+         and {:.0} MB the server's own.",
         db_bytes as f64 / 1e6,
-        rss as f64 / 1e6
+        rss as f64 / 1e6,
+        file_rss as f64 / 1e6,
+        rss.saturating_sub(file_rss) as f64 / 1e6
     ));
     Ok(s)
 }

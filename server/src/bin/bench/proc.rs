@@ -96,11 +96,23 @@ impl Server {
 
     /// Resident memory, in bytes.
     pub fn rss_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The file-backed part of [`Self::rss_bytes`]: the binary, and the
+    /// store's pages the writer reads through its memory map (the kernel's
+    /// page cache, shared and reclaimable, not the server's own memory).
+    pub fn file_rss_bytes(&self) -> u64 {
+        self.status_bytes("RssFile:")
+    }
+
+    /// A field of `/proc/<pid>/status` given in kB, in bytes.
+    fn status_bytes(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
             .and_then(|s| {
                 s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
+                    .find(|l| l.starts_with(field))
                     .and_then(|l| l.split_whitespace().nth(1))
                     .and_then(|kb| kb.parse::<u64>().ok())
             })
