@@ -537,7 +537,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     )
     .await?;
     let db_bytes = std::fs::metadata(dir.path().join("mailpulse.db")).map_or(0, |m| m.len());
-    let (rss, file_rss) = (server.rss_bytes(), server.file_rss_bytes());
+    let (rss, own_rss) = (server.rss_bytes(), server.own_rss_bytes());
     server.stop();
 
     let mut s = Section::new(
@@ -706,8 +706,8 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
          and {:.0} MB the server's own.",
         db_bytes as f64 / 1e6,
         rss as f64 / 1e6,
-        file_rss as f64 / 1e6,
-        rss.saturating_sub(file_rss) as f64 / 1e6
+        rss.saturating_sub(own_rss) as f64 / 1e6,
+        own_rss as f64 / 1e6
     ));
     Ok(s)
 }

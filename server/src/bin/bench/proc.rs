@@ -106,6 +106,12 @@ impl Server {
         self.status_bytes("RssFile:")
     }
 
+    /// [`Self::rss_bytes`] without [`Self::file_rss_bytes`]: the heap,
+    /// stacks and other anonymous memory, what the server itself holds.
+    pub fn own_rss_bytes(&self) -> u64 {
+        self.rss_bytes().saturating_sub(self.file_rss_bytes())
+    }
+
     /// A field of `/proc/<pid>/status` given in kB, in bytes.
     fn status_bytes(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
