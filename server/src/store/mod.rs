@@ -510,7 +510,7 @@ const WRITER_CACHE_KIB: i64 = 4 * 1024;
 /// Measured (docs/store.md, "Reading through a memory map"): 100-event
 /// batches closed loop, 7 interleaved rounds, ×1.042 events/s (higher in 5
 /// of 7) with the writer's CPU per request ×0.94; the half-peak tails on
-/// a 2.5–5 GB store are better in 5 of 6 pairs of runs, but too noisy to
+/// a 2.5–5.5 GB store are better in 6 of 7 pairs of runs, but too noisy to
 /// give a figure. SQLite never writes through the map, so a commit is as
 /// durable as before. An I/O error on a mapped page arrives as SIGBUS
 /// instead of an error code and kills the process; a restart recovers from
