@@ -97,10 +97,10 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
              read {grace:.0} s after it so that the last one has reached every client, and a \
              delta is missed when a connected client did not get it (missed out of ticks with a \
              delta × clients). Memory per client = (server RSS with N \
-             clients − RSS before) / N, counting the server's own memory only: the file-backed \
-             part of its RSS (the binary, and the store's pages its writer reads through a \
-             memory map) is the kernel's page cache and left out. Update delay = arrival at the client − the time the \
-             server built the delta (sampled on every 10th client). File-descriptor limit raised \
+             clients − RSS before) / N, counting the server's own memory only: the \
+             file-backed part of its RSS (the binary, and the store's pages its writer reads \
+             through a memory map) is the kernel's page cache and left out. Update delay = \
+             arrival at the client − the time the server built the delta (sampled on every 10th client). File-descriptor limit raised \
              to {limit}.",
             opts.seconds,
             grace = GRACE.as_secs_f64(),
@@ -138,7 +138,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         })
         .await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let rss_before = server.own_rss_bytes();
+        let rss_before = server.memory().own();
         let shared = Arc::new(Shared {
             delays: Mutex::new(Histogram::new_with_bounds(1, 600_000, 3)?),
             ticks: Mutex::new(HashMap::new()),
@@ -157,7 +157,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
         let failed = shared.failed.load(Ordering::Relaxed) as usize;
-        let rss_with = server.own_rss_bytes();
+        let rss_with = server.memory().own();
         shared.delays.lock().unwrap().reset();
         let (cpu0, own0) = (server.cpu_seconds(), own_cpu_seconds());
         let from = chrono::Utc::now().timestamp_millis();

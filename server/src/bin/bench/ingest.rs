@@ -537,7 +537,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     )
     .await?;
     let db_bytes = std::fs::metadata(dir.path().join("mailpulse.db")).map_or(0, |m| m.len());
-    let (rss, own_rss) = (server.rss_bytes(), server.own_rss_bytes());
+    let memory = server.memory();
     server.stop();
 
     let mut s = Section::new(
@@ -705,9 +705,9 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
          writer reads through a memory map: the kernel's page cache, shared and reclaimable) \
          and {:.0} MB the server's own.",
         db_bytes as f64 / 1e6,
-        rss as f64 / 1e6,
-        rss.saturating_sub(own_rss) as f64 / 1e6,
-        own_rss as f64 / 1e6
+        memory.resident as f64 / 1e6,
+        memory.file as f64 / 1e6,
+        memory.own() as f64 / 1e6
     ));
     Ok(s)
 }

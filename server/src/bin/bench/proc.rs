@@ -14,6 +14,25 @@ pub struct Server {
     pub addr: SocketAddr,
 }
 
+/// A process's resident memory, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    /// All of it (`VmRSS`).
+    pub resident: u64,
+    /// The file-backed part (`RssFile`): the binary, and the store's pages
+    /// the writer reads through its memory map: the kernel's page cache,
+    /// shared and reclaimable, not the server's own memory.
+    pub file: u64,
+}
+
+impl Memory {
+    /// The heap, stacks and other anonymous memory: what the server itself
+    /// holds.
+    pub fn own(&self) -> u64 {
+        self.resident.saturating_sub(self.file)
+    }
+}
+
 impl Server {
     /// Starts `cmd` (which must log `listening addr=<addr>`) and waits for it.
     pub fn start(mut cmd: Command) -> anyhow::Result<Server> {
@@ -94,36 +113,23 @@ impl Server {
         thread_cpu_seconds(self.child.id(), name)
     }
 
-    /// Resident memory, in bytes.
-    pub fn rss_bytes(&self) -> u64 {
-        self.status_bytes("VmRSS:")
-    }
-
-    /// The file-backed part of [`Self::rss_bytes`]: the binary, and the
-    /// store's pages the writer reads through its memory map (the kernel's
-    /// page cache, shared and reclaimable, not the server's own memory).
-    pub fn file_rss_bytes(&self) -> u64 {
-        self.status_bytes("RssFile:")
-    }
-
-    /// [`Self::rss_bytes`] without [`Self::file_rss_bytes`]: the heap,
-    /// stacks and other anonymous memory, what the server itself holds.
-    pub fn own_rss_bytes(&self) -> u64 {
-        self.rss_bytes().saturating_sub(self.file_rss_bytes())
-    }
-
-    /// A field of `/proc/<pid>/status` given in kB, in bytes.
-    fn status_bytes(&self, field: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(field))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-            * 1024
+    /// Resident memory, in bytes, both parts from one read of
+    /// `/proc/<pid>/status` (so they describe the same moment).
+    pub fn memory(&self) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Memory {
+            resident: kib("VmRSS:") * 1024,
+            file: kib("RssFile:") * 1024,
+        }
     }
 
     pub fn stop(mut self) {
