@@ -13,7 +13,7 @@ use crate::proc::{own_cpu_seconds, thread_cpu_seconds, InProcess};
 use crate::report::{ms, rates, Section};
 use crate::Opts;
 use bytes::Bytes;
-use mailpulse::config::Config;
+use mailpulse::config::{Config, ServeArgs};
 use mailpulse::ingest::parse::{parse_body, ParsedBatch};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,10 +54,21 @@ pub struct StoreAlone {
 }
 
 impl StoreAlone {
-    pub async fn start() -> anyhow::Result<StoreAlone> {
+    /// With the defaults of `mailpulse serve` (`synchronous = full`
+    /// included), or, when `env` is set, with them overridden by the
+    /// `MAILPULSE_*` environment as `serve` reads it (for A/B runs of one
+    /// build, e.g. `MAILPULSE_STORE__FIRSTS_FLUSH_ROWS`).
+    pub async fn start(env: bool) -> anyhow::Result<StoreAlone> {
         let dir = tempfile::tempdir()?;
-        // The defaults of `mailpulse serve`, `synchronous = full` included.
-        let config = Config::for_tests(dir.path().to_path_buf()).finish()?;
+        let config = if env {
+            Config::load(ServeArgs {
+                addr: Some("127.0.0.1:0".parse()?),
+                data_dir: Some(dir.path().to_path_buf()),
+                ..ServeArgs::default()
+            })?
+        } else {
+            Config::for_tests(dir.path().to_path_buf()).finish()?
+        };
         let server = InProcess::start(config).await?;
         Ok(StoreAlone { server, _dir: dir })
     }
@@ -145,9 +156,9 @@ impl StoreAlone {
 }
 
 /// `mailpulse-bench store`: `runs` runs on one store, each printed on a
-/// line.
+/// line. The store's configuration takes `MAILPULSE_*` overrides.
 pub async fn one_run(in_flight: usize, runs: usize, secs: f64) -> anyhow::Result<()> {
-    let store = StoreAlone::start().await?;
+    let store = StoreAlone::start(true).await?;
     for n in 0..runs {
         let id = format!("store{}-", chrono::Utc::now().timestamp_millis());
         let r = store
@@ -170,7 +181,7 @@ pub async fn one_run(in_flight: usize, runs: usize, secs: f64) -> anyhow::Result
 /// The `make bench` section: `ROUNDS` runs on one store, the median shown.
 pub async fn section(opts: &Opts) -> anyhow::Result<Section> {
     let secs = opts.seconds;
-    let store = StoreAlone::start().await?;
+    let store = StoreAlone::start(false).await?;
     let mut runs = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
         runs.push(
