@@ -8,16 +8,17 @@
 //! rewrote one 4 KiB page per first (docs/store.md, "First opens and clicks
 //! in no order"). Here the writer decides "first" against the firsts it
 //! holds in memory and the table, and keeps the new ones in memory. Once
-//! enough have gathered ([`FlushPolicy`]), it sorts them in the table's
-//! order and writes them a chunk per group commit, so the rows that share a
-//! leaf are written together.
+//! enough have gathered ([`FlushPolicy`]), a thread of their own sorts them
+//! in the table's order and the writer writes them a chunk per group
+//! commit, so the rows that share a leaf are written together.
 //!
 //! Nothing is lost by a crash: every event row carries its `first_open` /
 //! `first_click` flag, committed with it. `firsts_written` records the last
 //! event id whose firsts are all in the table; at start, [`recover`] writes
 //! the firsts flagged on the events after it.
 //!
-//! Exact: the set in memory holds the keys themselves, not hashes.
+//! Exact: the set in memory holds the keys themselves; the hash only finds
+//! them.
 
 use r2d2_sqlite::rusqlite::{params, CachedStatement, Connection, Transaction};
 use std::borrow::Cow;
@@ -43,13 +44,13 @@ impl Kind {
     }
 }
 
-/// A (mailing, recipient, kind) key in one allocation, encoded so that
+/// A (mailing, recipient, kind) key in one allocation (shared by the set
+/// of held keys and the list the first waits in), encoded so that
 /// comparing keys as bytes orders them like the table's primary key
 /// (mailing, then recipient, then kind, text compared as bytes: SQLite's
 /// `BINARY` collation). Each text is written with its 0 bytes as `0 255`
 /// and ends with `0 0`, which sorts a text before any longer one it
-/// begins; the kind's byte comes last. A sorted map of them then needs no
-/// sort when a flush starts, and finds a key in a few byte comparisons.
+/// begins; the kind's byte comes last. A flush sorts them as bytes.
 type Key = Arc<[u8]>;
 
 fn pack(buf: &mut Vec<u8>, mailing: &str, recipient: &str, kind: Kind) {
