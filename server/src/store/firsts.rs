@@ -137,37 +137,38 @@ enum FlushRows {
     Sorted(VecDeque<Row>),
 }
 
+/// Sorts rows in the table's order (their keys' bytes).
+fn sort_rows(rows: &mut [Row]) {
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+}
+
 /// Sorts `rows` in the table's order, on a thread of its own when one can
 /// be started.
 fn sort(mut rows: Vec<Row>) -> FlushRows {
-    let sort = |rows: &mut Vec<Row>| rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     if rows.len() < 4096 {
-        sort(&mut rows);
+        sort_rows(&mut rows);
         return FlushRows::Sorted(rows.into());
     }
-    // The closure owns the rows; a failed spawn drops it, so the rows go
-    // back through a shared slot.
-    let slot = Arc::new(std::sync::Mutex::new(Some(rows)));
+    // A failed spawn drops the closure, so the rows reach the thread
+    // through a slot they can be taken back from.
+    let slot = Arc::new(std::sync::Mutex::new(rows));
+    let take = |slot: &std::sync::Mutex<Vec<Row>>| {
+        std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()))
+    };
     let theirs = slot.clone();
     let spawned = std::thread::Builder::new()
         .name("store-firsts".into())
         .spawn(move || {
-            let mut rows = theirs
-                .lock()
-                .map(|mut s| s.take().unwrap_or_default())
-                .unwrap_or_default();
-            sort(&mut rows);
+            let mut rows = take(&theirs);
+            sort_rows(&mut rows);
             rows
         });
     match spawned {
         Ok(handle) => FlushRows::Sorting(handle),
         Err(e) => {
             tracing::warn!(error = %e, "could not start a thread to sort first opens/clicks; sorting on the writer");
-            let mut rows = slot
-                .lock()
-                .map(|mut s| s.take().unwrap_or_default())
-                .unwrap_or_default();
-            sort(&mut rows);
+            let mut rows = take(&slot);
+            sort_rows(&mut rows);
             FlushRows::Sorted(rows.into())
         }
     }
@@ -377,8 +378,7 @@ impl Firsts {
     }
 
     fn start_flush(&mut self, conn: &Connection) -> anyhow::Result<()> {
-        let up_to_event: i64 =
-            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+        let up_to_event = last_event_id(conn)?;
         self.since = Instant::now();
         self.flushing = Some(Flush {
             rows: sort(std::mem::take(&mut self.pending)),
@@ -397,6 +397,8 @@ impl Firsts {
     pub(crate) fn write_all(&mut self, conn: &mut Connection) -> anyhow::Result<usize> {
         debug_assert!(self.staged.is_empty(), "no transaction is open");
         let n = self.unwritten();
+        // Asked first: should it fail, nothing has been taken out yet.
+        let up_to_event = last_event_id(conn)?;
         // One flush of everything: what is left of the one under way (its
         // rows are sorted, and every one of them is before the newer
         // ones' mark) and the pending ones.
@@ -410,9 +412,7 @@ impl Firsts {
             None => Vec::new(),
         };
         rows.append(&mut self.pending);
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let up_to_event: i64 =
-            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+        sort_rows(&mut rows);
         self.since = Instant::now();
         let mut flush = Flush {
             rows: FlushRows::Sorted(rows.into()),
@@ -439,6 +439,11 @@ impl Firsts {
             }
         }
     }
+}
+
+/// The last event's id, 0 for none.
+fn last_event_id(conn: &Connection) -> anyhow::Result<i64> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
 }
 
 /// The event id `firsts_written` holds.
