@@ -344,6 +344,12 @@ pub struct StoreConfig {
     /// ... or once the oldest has waited this many seconds. After a crash,
     /// the start reads the events of about this long to recover them.
     pub firsts_flush_secs: u64,
+    /// Memory (MiB) for the filters that let a first open or click of a
+    /// mailing new since the start skip the look-up in the table of
+    /// firsts: a Bloom filter per such mailing, of every first it had.
+    /// Past this, the filters of the mailings claimed longest ago are let
+    /// go (their claims look the table up again). 0 turns them off.
+    pub firsts_filter_mib: usize,
 }
 
 impl Default for StoreConfig {
@@ -357,6 +363,7 @@ impl Default for StoreConfig {
             max_group_events: 500,
             firsts_flush_rows: 200_000,
             firsts_flush_secs: 10,
+            firsts_filter_mib: 64,
         }
     }
 }

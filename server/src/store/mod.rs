@@ -68,6 +68,12 @@ pub struct StoreStats {
     /// yet written to `engagement_firsts` (held in memory; see
     /// `store/firsts.rs`).
     pub firsts_unwritten: AtomicU64,
+    /// The memory of the new mailings' filters of first opens/clicks
+    /// (estimated), in bytes.
+    pub firsts_filter_bytes: AtomicU64,
+    /// Claims of an open or click not held in memory that looked
+    /// `engagement_firsts` up (the rest were told "not there" by a filter).
+    pub firsts_table_lookups: AtomicU64,
     /// Group commit durations (inserts, rollups, writing the WAL frames;
     /// not the fsync after it), in seconds.
     pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
@@ -90,6 +96,8 @@ impl Default for StoreStats {
             commit_micros_total: AtomicU64::new(0),
             busy_rejections: AtomicU64::new(0),
             firsts_unwritten: AtomicU64::new(0),
+            firsts_filter_bytes: AtomicU64::new(0),
+            firsts_table_lookups: AtomicU64::new(0),
             commit_seconds: store_seconds(),
             ingest_seconds: store_seconds(),
             wal_sync_seconds: store_seconds(),
@@ -176,9 +184,10 @@ impl Store {
                     requests: config.store.max_group_requests,
                     items: config.store.max_group_events,
                 },
-                firsts: firsts::FlushPolicy {
+                firsts: firsts::Policy {
                     rows: config.store.firsts_flush_rows,
                     every: Duration::from_secs(config.store.firsts_flush_secs),
+                    filter_bytes: config.store.firsts_filter_mib << 20,
                 },
             },
             writer::WalDuties {

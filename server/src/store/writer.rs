@@ -14,7 +14,7 @@
 use super::dispatch::{
     self, DispatchMailings, DispatchOutcome, DispatchReport, DispatchUpdate, SentMatch,
 };
-use super::firsts::{self, Firsts, FlushPolicy, Kind};
+use super::firsts::{self, Firsts, Kind, Policy};
 use super::raw::RawBody;
 use super::spans;
 use super::sync::{AfterSync, Syncer};
@@ -165,7 +165,7 @@ pub(crate) struct GroupLimits {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tuning {
     pub limits: GroupLimits,
-    pub firsts: FlushPolicy,
+    pub firsts: Policy,
 }
 
 /// What the writer does with the WAL besides appending commits to it.
@@ -447,6 +447,11 @@ impl Writer {
                 let s = &self.stats;
                 s.firsts_unwritten
                     .store(self.firsts.unwritten() as u64, Ordering::Relaxed);
+                let (filter_bytes, table_lookups) = self.firsts.filter_stats();
+                s.firsts_filter_bytes
+                    .store(filter_bytes as u64, Ordering::Relaxed);
+                s.firsts_table_lookups
+                    .store(table_lookups, Ordering::Relaxed);
                 s.commits.fetch_add(1, Ordering::Relaxed);
                 s.commit_micros_total.fetch_add(micros, Ordering::Relaxed);
                 s.commit_seconds.observe(micros as f64 / 1e6);
@@ -846,8 +851,7 @@ struct Inserts<'tx> {
     event: CachedStatement<'tx>,
     body: CachedStatement<'tx>,
     drop_body: CachedStatement<'tx>,
-    /// [`firsts::LOOKUP`].
-    first: CachedStatement<'tx>,
+    first: firsts::Lookups<'tx>,
     quarantine: CachedStatement<'tx>,
     /// Scratch for [`insert_batch`], reused by the group's requests.
     stored: Vec<Stored>,
@@ -870,7 +874,7 @@ impl<'tx> Inserts<'tx> {
             body: tx
                 .prepare_cached("INSERT INTO raw_bodies (received_at, body) VALUES (?1, ?2)")?,
             drop_body: tx.prepare_cached("DELETE FROM raw_bodies WHERE id = ?1")?,
-            first: tx.prepare_cached(firsts::LOOKUP)?,
+            first: firsts::Lookups::prepare(tx)?,
             quarantine: tx.prepare_cached(
                 "INSERT INTO quarantine (source, received_at, reason, raw) VALUES (?1, ?2, ?3, ?4)",
             )?,
@@ -1203,9 +1207,10 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut conn).unwrap();
         let dispatch_mailings = DispatchMailings::load(&conn).unwrap();
-        let policy = FlushPolicy {
+        let policy = Policy {
             rows: 1_000,
             every: std::time::Duration::from_secs(3_600),
+            filter_bytes: 1 << 20,
         };
         let mut firsts = Firsts::load(policy, &conn).unwrap();
         let sent = r#"{"type":"sent","clientId":1,"mailingId":5,"userListId":9,"recipientId":"a","timestamp":1766999000001,"mediaTypesToAddresses":{"EMAIL":"a@one.test"}}"#;

@@ -95,6 +95,18 @@ impl Collector for Health {
             "First opens/clicks committed with their events but held in memory, not yet written to their table.",
             get(&s.firsts_unwritten) as f64,
         )?;
+        gauge(
+            &mut e,
+            "store_firsts_filter_bytes",
+            "Memory of the Bloom filters that spare new mailings' first opens/clicks a table look-up (estimated; store.firsts_filter_mib caps it).",
+            get(&s.firsts_filter_bytes) as f64,
+        )?;
+        counter(
+            &mut e,
+            "store_firsts_table_lookups",
+            "Opens/clicks not held in memory that looked their first up in the table (the others a filter told apart).",
+            get(&s.firsts_table_lookups),
+        )?;
         let h = &self.hub.stats;
         gauge(
             &mut e,
