@@ -438,7 +438,22 @@ impl Firsts {
             }
             _ => None,
         };
-        let maybe_in_table = filter.as_ref().is_none_or(|f| f.contains(&self.buf[..]));
+        // One pass over the filter's bits: `insert` sets them and tells
+        // whether they were all set already ("maybe"); `contains` and then
+        // `insert` read every sub-filter twice (perf on the writer, store
+        // alone: the filter 7.2 % of its samples that way, 4.9 % so). The key is in the filter before it
+        // can reach the table; one that turns out not to be a first was in
+        // it already, and a claim rolled back stays in it: a "maybe" too
+        // many, never a "no" too many.
+        let maybe_in_table = match filter {
+            Some(filter) => {
+                let room = filter.capacity();
+                let added = filter.insert(&self.buf[..]);
+                self.filter_bytes += (filter.capacity() - room) * FILTER_BYTES_PER_KEY;
+                !added
+            }
+            None => true,
+        };
         if maybe_in_table {
             self.table_lookups += 1;
             if lookups
@@ -447,13 +462,6 @@ impl Firsts {
             {
                 return Ok(false);
             }
-        }
-        if let Some(filter) = filter {
-            // Before it can reach the table. A claim rolled back stays in
-            // the filter: a "maybe" too many, never a "no" too many.
-            let room = filter.capacity();
-            filter.insert(&self.buf[..]);
-            self.filter_bytes += (filter.capacity() - room) * FILTER_BYTES_PER_KEY;
         }
         let key: Key = self.buf[..].into();
         self.held.insert(key.clone());
