@@ -187,7 +187,7 @@ impl Store {
                 firsts: firsts::Policy {
                     rows: config.store.firsts_flush_rows,
                     every: Duration::from_secs(config.store.firsts_flush_secs),
-                    filter_bytes: config.store.firsts_filter_mib << 20,
+                    filter_bytes: config.store.firsts_filter_mib.saturating_mul(1 << 20),
                 },
             },
             writer::WalDuties {
