@@ -441,10 +441,11 @@ impl Firsts {
         // One pass over the filter's bits: `insert` sets them and tells
         // whether they were all set already ("maybe"); `contains` and then
         // `insert` read every sub-filter twice (perf on the writer, store
-        // alone: the filter 7.2 % of its samples that way, 4.9 % so). The key is in the filter before it
-        // can reach the table; one that turns out not to be a first was in
-        // it already, and a claim rolled back stays in it: a "maybe" too
-        // many, never a "no" too many.
+        // alone: the filter 7.2 % of its samples that way, 4.9 % so).
+        // The key is in the filter before it can reach the table; one
+        // that turns out not to be a first was in it already, and a claim
+        // rolled back stays in it: a "maybe" too many, never a "no" too
+        // many.
         let maybe_in_table = match filter {
             Some(filter) => {
                 let room = filter.capacity();
