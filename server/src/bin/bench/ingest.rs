@@ -192,12 +192,51 @@ fn tail_note(runs: &[(&str, f64, &Measured, &Fsyncs)]) -> String {
     );
     for (name, rate, m, syncs) in runs {
         note.push_str(&format!(
-            "\n- **{name}** (p99 {}): {}.",
+            "\n- **{name}** (p99 {}): {}. {}.",
             ms(m.out.p(0.99)),
-            fsyncs::describe(syncs, *rate, m.out.ok, HALF_PEAK_P99)
+            fsyncs::describe(syncs, *rate, m.out.ok, HALF_PEAK_P99),
+            describe_stretches(&m.out, HALF_PEAK_P99)
         ));
     }
     note
+}
+
+/// Where in a run its requests over `limit` lie: how many stretches of
+/// them, and the largest few with their time from the run's start.
+fn describe_stretches(out: &Outcome, limit: Duration) -> String {
+    /// Slow requests less than this apart belong to one stretch.
+    const GAP: Duration = Duration::from_millis(20);
+    /// How many stretches are named, the largest first.
+    const NAMED: usize = 4;
+    let mut found = loadgen::stretches(&out.timeline, limit, GAP);
+    let slow: u64 = found.iter().map(|s| s.requests).sum();
+    if slow == 0 {
+        return format!("No request took over {}", ms(limit));
+    }
+    let count = found.len();
+    found.sort_by_key(|s| std::cmp::Reverse(s.requests));
+    let named: Vec<String> = found
+        .iter()
+        .take(NAMED)
+        .map(|s| {
+            format!(
+                "{} at {:.2} s ({} ms long, the slowest {})",
+                s.requests,
+                s.start.as_secs_f64(),
+                s.length.as_millis(),
+                ms(s.slowest)
+            )
+        })
+        .collect();
+    format!(
+        "Requests over {}: {slow} ({:.2} %) in {count} stretch{} of the {:.0} s run{}: {}",
+        ms(limit),
+        100.0 * slow as f64 / out.ok.max(1) as f64,
+        if count == 1 { "" } else { "es" },
+        out.elapsed.as_secs_f64(),
+        if count > NAMED { ", the largest" } else { "" },
+        named.join("; ")
+    )
 }
 
 fn load(server: &Server, conns: usize, secs: f64, rate: Option<f64>, body: BodyFn) -> Load {
@@ -414,6 +453,9 @@ pub async fn one_run(
     } else {
         single(run)
     };
+    // The start's wall-clock time places the stretches below against the
+    // server's log.
+    println!("started {}", chrono::Utc::now().format("%H:%M:%S%.3f"));
     let out = loadgen::run(load_to(addr, conns, secs, rate, body)).await?;
     println!(
         "requests/s {:.0} · events/s {:.0} · failed {} · p50 {} · p90 {} · p99 {} · p99.9 {} · max {}",
@@ -426,6 +468,9 @@ pub async fn one_run(
         ms(out.p(0.999)),
         ms(out.p(1.0)),
     );
+    if rate.is_some() {
+        println!("{}", describe_stretches(&out, HALF_PEAK_P99));
+    }
     Ok(())
 }
 
@@ -731,6 +776,7 @@ mod tests {
                 failed: 0,
                 elapsed: Duration::from_secs(10),
                 latency: loadgen::latency_histogram(),
+                timeline: Vec::new(),
             },
             server_cpu,
             server_system_cpu,

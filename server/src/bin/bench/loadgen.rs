@@ -38,6 +38,9 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Latency of successful requests, in microseconds.
     pub latency: Histogram<u64>,
+    /// Open loop only: each successful request's scheduled time (from
+    /// the run's start) and latency, so a tail can be placed in time.
+    pub timeline: Vec<(Duration, Duration)>,
 }
 
 impl Outcome {
@@ -71,17 +74,21 @@ pub async fn run(load: Load) -> anyhow::Result<Outcome> {
     }
     let mut latency = latency_histogram();
     let (mut ok, mut failed) = (0, 0);
+    let mut timeline = Vec::new();
     for t in tasks {
-        let (h, o, f) = t.await??;
+        let (h, o, f, times) = t.await??;
         latency.add(h)?;
         ok += o;
         failed += f;
+        timeline.extend(times);
     }
+    timeline.sort_unstable();
     Ok(Outcome {
         ok,
         failed,
         elapsed: start.elapsed(),
         latency,
+        timeline,
     })
 }
 
@@ -90,9 +97,10 @@ async fn connection(
     next: Arc<AtomicU64>,
     start: Instant,
     deadline: Instant,
-) -> anyhow::Result<(Histogram<u64>, u64, u64)> {
+) -> anyhow::Result<(Histogram<u64>, u64, u64, Vec<(Duration, Duration)>)> {
     let mut hist = latency_histogram();
     let (mut ok, mut failed) = (0u64, 0u64);
+    let mut timeline = Vec::new();
     let mut sender = connect(load.addr).await?;
     loop {
         let n = next.fetch_add(1, Ordering::Relaxed);
@@ -121,8 +129,11 @@ async fn connection(
                 let _ = resp.into_body().collect().await;
                 if status.is_success() {
                     ok += 1;
-                    let us = scheduled.elapsed().as_micros() as u64;
-                    hist.saturating_record(us.max(1));
+                    let took = scheduled.elapsed();
+                    hist.saturating_record((took.as_micros() as u64).max(1));
+                    if load.rate.is_some() {
+                        timeline.push((scheduled - start, took));
+                    }
                 } else {
                     failed += 1;
                 }
@@ -133,7 +144,48 @@ async fn connection(
             }
         }
     }
-    Ok((hist, ok, failed))
+    Ok((hist, ok, failed, timeline))
+}
+
+/// A stretch of an open-loop run in which requests took over a limit:
+/// when the first of them was scheduled, how long until the last was
+/// answered, how many there were and the slowest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stretch {
+    pub start: Duration,
+    pub length: Duration,
+    pub requests: u64,
+    pub slowest: Duration,
+}
+
+/// The stretches of `timeline` (sorted by scheduled time) in which
+/// requests took over `limit`: slow requests belong to one stretch while
+/// each is scheduled before the previous ones were answered, plus `gap`.
+/// A p99 over its target is made of these; when they lie (a stall of the
+/// disk, a WAL restart, a start still slow after idle) tells what made
+/// it.
+pub fn stretches(
+    timeline: &[(Duration, Duration)],
+    limit: Duration,
+    gap: Duration,
+) -> Vec<Stretch> {
+    let mut out: Vec<Stretch> = Vec::new();
+    for &(at, took) in timeline.iter().filter(|(_, took)| *took > limit) {
+        match out.last_mut() {
+            Some(s) if at <= s.start + s.length + gap => {
+                s.length = s.length.max(at + took - s.start);
+                s.requests += 1;
+                s.slowest = s.slowest.max(took);
+            }
+            _ => out.push(Stretch {
+                start: at,
+                length: took,
+                requests: 1,
+                slowest: took,
+            }),
+        }
+    }
+    out
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -146,4 +198,48 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
         let _ = conn.await;
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn slow_requests_close_in_time_make_one_stretch() {
+        let timeline = [
+            (ms(0), ms(3)),
+            (ms(100), ms(25)),
+            // Scheduled while the one before was still waiting.
+            (ms(110), ms(30)),
+            (ms(120), ms(2)),
+            // 5 ms after the last slow one was answered (140 ms): within
+            // the gap.
+            (ms(145), ms(21)),
+            // Far later, alone.
+            (ms(900), ms(40)),
+        ];
+        let s = stretches(&timeline, ms(20), ms(10));
+        assert_eq!(
+            s,
+            vec![
+                Stretch {
+                    start: ms(100),
+                    length: ms(66),
+                    requests: 3,
+                    slowest: ms(30),
+                },
+                Stretch {
+                    start: ms(900),
+                    length: ms(40),
+                    requests: 1,
+                    slowest: ms(40),
+                },
+            ]
+        );
+        assert!(stretches(&timeline, ms(50), ms(10)).is_empty());
+    }
 }

@@ -131,6 +131,7 @@ impl StoreAlone {
             failed: 0,
             elapsed: Duration::ZERO,
             latency: latency_histogram(),
+            timeline: Vec::new(),
         };
         while let Some(done) = senders.join_next().await {
             let (ok, failed, latency) = done?;
