@@ -562,6 +562,7 @@ impl Firsts {
 
     fn start_flush(&mut self, conn: &Connection) -> anyhow::Result<()> {
         let up_to_event = last_event_id(conn)?;
+        tracing::debug!(rows = self.pending.len(), "writing first opens/clicks held");
         self.since = Instant::now();
         self.flushing = Some(Flush {
             rows: sort(std::mem::take(&mut self.pending)),

@@ -589,6 +589,7 @@ fn checkpointer(
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(CHECKPOINT_IDLE_MAX);
                 // (busy, frames in the WAL, frames checkpointed)
+                let started = Instant::now();
                 let res = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                     Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
                 });
@@ -598,10 +599,20 @@ fn checkpointer(
                         // by SQLite; one that copied nothing needs no sync.
                         if copied != synced_up_to {
                             pause = CHECKPOINT_EVERY;
+                            // The counts start over with the WAL.
+                            let fresh = if copied > synced_up_to { copied - synced_up_to } else { copied };
                             let synced = if copied < frames { db.sync_data() } else { Ok(()) };
                             match synced {
                                 Ok(()) => synced_up_to = copied,
                                 Err(e) => tracing::warn!(error = %e, "store database sync failed; will retry"),
+                            }
+                            let took = started.elapsed();
+                            if took > TRACE_OVER {
+                                tracing::debug!(
+                                    ms = took.as_millis() as u64,
+                                    frames = fresh,
+                                    "store checkpoint and database sync over 10 ms"
+                                );
                             }
                         }
                         if frames > WAL_RESTART_FRAMES {
@@ -614,6 +625,11 @@ fn checkpointer(
         })?;
     Ok(())
 }
+
+/// Commits, WAL fsyncs and checkpoints that take longer than this are
+/// traced at debug level (`RUST_LOG=mailpulse::store=debug`), so that a
+/// latency tail can be matched with what the store did at the time.
+pub(crate) const TRACE_OVER: Duration = Duration::from_millis(10);
 
 /// The smallest and largest event ids. Two subqueries, because SQLite
 /// answers a lone `MIN(id)` or `MAX(id)` from the ends of the table's

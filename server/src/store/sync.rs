@@ -177,6 +177,8 @@ fn timed_sync(path: &PathBuf, wal: &mut Option<File>, stats: &StoreStats) -> Res
     stats.wal_sync_seconds.observe(took.as_secs_f64());
     if took > SLOW_SYNC {
         tracing::warn!(ms = took.as_millis() as u64, "slow store WAL fsync");
+    } else if took > super::TRACE_OVER {
+        tracing::debug!(ms = took.as_millis() as u64, "store WAL fsync over 10 ms");
     }
     result
 }

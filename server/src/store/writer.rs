@@ -436,6 +436,15 @@ impl Writer {
                 requests = group.len(),
                 "slow store commit"
             );
+        } else if micros > super::TRACE_OVER.as_micros() as u64 {
+            // At debug level: what a latency tail is made of, placed in
+            // time (docs/development.md).
+            tracing::debug!(
+                ms = micros / 1000,
+                requests = group.len(),
+                waited_ms = waited.as_millis() as u64,
+                "store commit over 10 ms"
+            );
         }
         match result {
             Ok((outcomes, committed)) => {
