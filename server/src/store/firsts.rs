@@ -369,6 +369,21 @@ const INSERT: &str = "INSERT OR IGNORE INTO engagement_firsts (mailing_id, recip
      event_time) VALUES (?1, ?2, ?3, ?4)";
 /// Rows a chunk writes besides twice the group's new firsts.
 const MIN_CHUNK: usize = 16;
+/// Rows one transaction writes while the writer is idle: a few
+/// milliseconds of its time, which is what a request arriving then waits
+/// at most.
+const IDLE_CHUNK: usize = 1000;
+
+/// What [`Firsts::write_idle`] left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Idle {
+    /// Nothing is held that could be written now.
+    Done,
+    /// More rows wait.
+    More,
+    /// The flush's rows are still being sorted on their thread.
+    Sorting,
+}
 const SET_WRITTEN: &str = "UPDATE firsts_written SET event_id = ?1";
 
 impl Firsts {
@@ -570,6 +585,56 @@ impl Firsts {
             up_to_event,
         });
         Ok(())
+    }
+
+    /// Whether firsts are held that are not in the table (some may still
+    /// be claimed by an open transaction).
+    pub(crate) fn holds_unwritten(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// While no request waits: writes the next [`IDLE_CHUNK`] firsts held,
+    /// in a transaction of its own, starting a flush of every pending one
+    /// if none is under way. So a pause in the traffic writes what the
+    /// load gathered, where it would otherwise be written during the
+    /// load that follows the pause (a flush paced by the traffic, see
+    /// [`Firsts::write_chunk`]). A request that arrives meanwhile waits
+    /// for one chunk at most.
+    pub(crate) fn write_idle(&mut self, conn: &mut Connection) -> anyhow::Result<Idle> {
+        debug_assert!(self.staged.is_empty(), "no transaction is open");
+        if self.flushing.is_none() {
+            if self.pending.is_empty() {
+                return Ok(Idle::Done);
+            }
+            self.start_flush(conn)?;
+        }
+        let f = self.flushing.as_mut().expect("started above");
+        if let FlushRows::Sorting(handle) = &f.rows {
+            if !handle.is_finished() {
+                return Ok(Idle::Sorting);
+            }
+        }
+        let written = (|| {
+            let tx = conn.transaction()?;
+            if f.write(&tx, IDLE_CHUNK, false)? {
+                tx.prepare_cached(SET_WRITTEN)?.execute([f.up_to_event])?;
+            }
+            tx.commit()?;
+            anyhow::Ok(())
+        })();
+        if let Err(e) = written {
+            f.writing = 0;
+            return Err(e);
+        }
+        if f.committed(&mut self.held) {
+            self.written_up_to = f.up_to_event;
+            self.flushing = None;
+        }
+        Ok(if self.flushing.is_none() && self.pending.is_empty() {
+            Idle::Done
+        } else {
+            Idle::More
+        })
     }
 
     /// Writes every first held, in one transaction of its own, and moves
@@ -907,6 +972,63 @@ mod tests {
         assert_eq!(f.written_up_to, 41);
     }
 
+    #[test]
+    fn idle_writes_every_first_held_in_chunks_and_moves_the_mark() {
+        let mut conn = store();
+        conn.execute_batch(
+            "INSERT INTO events (id, dedup_key, source, type, type_raw, event_time, time_source, \
+             received_at, raw) VALUES (7, x'01', 's', 'open', 'open', 0, 'payload', 0, '')",
+        )
+        .unwrap();
+        // A policy that would not flush for a long time.
+        let mut f = Firsts::load(policy(1_000_000), &conn).unwrap();
+        assert_eq!(f.write_idle(&mut conn).unwrap(), Idle::Done);
+        assert!(!f.holds_unwritten());
+        // Several idle chunks' worth, enough to be sorted on a thread of
+        // their own, in no order.
+        let n = 4 * IDLE_CHUNK + 500;
+        let names: Vec<String> = (0..n as u32)
+            .map(|i| format!("r{}", i.wrapping_mul(2_654_435_761) % 1_000_000))
+            .collect();
+        let claims: Vec<(&str, &str, Kind, i64)> = names
+            .iter()
+            .map(|r| ("m", r.as_str(), Kind::Open, 1))
+            .collect();
+        assert!(group(&mut conn, &mut f, &claims, true).iter().all(|&c| c));
+        assert!(table(&conn).is_empty());
+        assert!(f.holds_unwritten());
+        let mut steps = Vec::new();
+        loop {
+            let step = f.write_idle(&mut conn).unwrap();
+            if step == Idle::Sorting {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            steps.push((step, table(&conn).len(), f.unwritten()));
+            if step == Idle::Done {
+                break;
+            }
+        }
+        // A chunk at a time, each committed; the mark moves with the last.
+        let want: Vec<(Idle, usize, usize)> = (1..=4)
+            .map(|i| (Idle::More, i * IDLE_CHUNK, n - i * IDLE_CHUNK))
+            .chain([(Idle::Done, n, 0)])
+            .collect();
+        assert_eq!(steps, want);
+        assert!(!f.holds_unwritten());
+        assert_eq!(written_up_to(&conn).unwrap(), 7);
+        assert_eq!(f.written_up_to, 7);
+        let rows = table(&conn);
+        assert!(rows.windows(2).all(|w| w[0] < w[1]));
+        // Written, they are still firsts already claimed.
+        let again = group(&mut conn, &mut f, &claims[..3], true);
+        assert_eq!(again, [false, false, false]);
+        // Firsts claimed while a flush was under way are written after it.
+        group(&mut conn, &mut f, &[("m", "new", Kind::Click, 2)], true);
+        assert_eq!(f.write_idle(&mut conn).unwrap(), Idle::Done);
+        assert_eq!(table(&conn).len(), n + 1);
+    }
+
     /// Waits for a flush's sort thread, so the next chunk is written.
     fn sorted(f: &mut Firsts) {
         if let Some(flush) = &mut f.flushing {
@@ -1130,11 +1252,13 @@ mod tests {
     }
 
     /// One step of the model test: a claim in a group, then its commit or
-    /// rollback, or a write of everything held, or a restart.
+    /// rollback, or a write of everything held, or one idle chunk, or a
+    /// restart.
     #[derive(Clone, Debug)]
     enum Step {
         Group(Vec<(u8, u8, bool)>, bool),
         WriteAll,
+        Idle,
         Restart,
     }
 
@@ -1146,6 +1270,7 @@ mod tests {
             )
                 .prop_map(|(c, commit)| Step::Group(c, commit)),
             1 => Just(Step::WriteAll),
+            1 => Just(Step::Idle),
             1 => Just(Step::Restart),
         ]
     }
@@ -1153,7 +1278,7 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// Whatever the flushes, rollbacks, restarts and filter memory, a
+        /// Whatever the flushes, idle writes, rollbacks, restarts and filter memory, a
         /// claim is a first exactly when no committed claim of the same
         /// key came before it.
         #[test]
@@ -1190,6 +1315,9 @@ mod tests {
                     }
                     Step::WriteAll => {
                         f.write_all(&mut conn).unwrap();
+                    }
+                    Step::Idle => {
+                        f.write_idle(&mut conn).unwrap();
                     }
                     Step::Restart => {
                         f.write_all(&mut conn).unwrap();

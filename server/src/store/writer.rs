@@ -14,7 +14,7 @@
 use super::dispatch::{
     self, DispatchMailings, DispatchOutcome, DispatchReport, DispatchUpdate, SentMatch,
 };
-use super::firsts::{self, Firsts, Kind, Policy};
+use super::firsts::{self, Firsts, Idle, Kind, Policy};
 use super::raw::RawBody;
 use super::spans;
 use super::sync::{AfterSync, Syncer};
@@ -48,6 +48,14 @@ const BODIES_CHUNK: i64 = 500;
 /// in what has queued: a slow fsync (100 ms and more happen on this class
 /// of disk) must not leave the queue to fill up and answer 503.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+/// With first opens/clicks held, how long the queue must stay empty
+/// before the writer writes them (`Writer::next_command`). Under load the
+/// queue is empty for milliseconds at a time, so this never starts; below
+/// ~10 requests a second a request may arrive during a chunk and wait for
+/// it (a few milliseconds).
+const IDLE_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often the queue is looked at meanwhile.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 /// Mailings whose first opens/clicks one retention transaction looks at.
 /// Each look is two index seeks, so a step stays well under a millisecond
 /// unless it deletes.
@@ -298,7 +306,7 @@ impl Gathered {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
-        while let Some(first) = rx.blocking_recv() {
+        while let Some(first) = self.next_command(&mut rx) {
             let gate = self.gate.clone();
             let _held = gate.lock().unwrap_or_else(|p| p.into_inner());
             let mut g = Gathered::default();
@@ -369,6 +377,46 @@ impl Writer {
                         return;
                     }
                     Cmd::Ingest { .. } => unreachable!("ingests are grouped above"),
+                }
+            }
+        }
+    }
+
+    /// Waits for the next command. Once none has come for [`IDLE_AFTER`],
+    /// writes the first opens/clicks held, a chunk at a time, looking at
+    /// the queue between chunks (see [`Firsts::write_idle`]). `None` once
+    /// the queue is closed.
+    fn next_command(&mut self, rx: &mut mpsc::Receiver<Cmd>) -> Option<Cmd> {
+        let idle_since = Instant::now();
+        loop {
+            match rx.try_recv() {
+                Ok(cmd) => return Some(cmd),
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if !self.firsts.holds_unwritten() {
+                return rx.blocking_recv();
+            }
+            if idle_since.elapsed() < IDLE_AFTER {
+                std::thread::sleep(IDLE_POLL);
+                continue;
+            }
+            let gate = self.gate.clone();
+            let written = {
+                let _held = gate.lock().unwrap_or_else(|p| p.into_inner());
+                self.firsts.write_idle(&mut self.conn)
+            };
+            self.stats
+                .firsts_unwritten
+                .store(self.firsts.unwritten() as u64, Ordering::Relaxed);
+            match written {
+                Ok(Idle::More) => {}
+                Ok(Idle::Sorting) => std::thread::sleep(IDLE_POLL),
+                Ok(Idle::Done) => return rx.blocking_recv(),
+                Err(e) => {
+                    // Written by the next flush instead.
+                    tracing::warn!(error = %e, "could not write first opens/clicks while idle");
+                    return rx.blocking_recv();
                 }
             }
         }
