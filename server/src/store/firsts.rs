@@ -761,6 +761,26 @@ mod tests {
         conn
     }
 
+    /// A store holding one event, `id`: how far a flush marks the firsts
+    /// written.
+    fn store_with_event(id: i64) -> Connection {
+        let conn = store();
+        conn.execute(
+            "INSERT INTO events (id, dedup_key, source, type, type_raw, event_time, time_source, \
+             received_at, raw) VALUES (?1, x'01', 's', 'open', 'open', 0, 'payload', 0, '')",
+            [id],
+        )
+        .unwrap();
+        conn
+    }
+
+    /// `n` distinct recipients in no order, as a campaign's opens come.
+    fn scattered_recipients(n: u32) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("r{}", i.wrapping_mul(2_654_435_761) % 1_000_000))
+            .collect()
+    }
+
     fn policy(rows: usize) -> Policy {
         Policy {
             rows,
@@ -946,12 +966,7 @@ mod tests {
 
     #[test]
     fn write_all_writes_every_first_held_and_moves_the_mark() {
-        let mut conn = store();
-        conn.execute_batch(
-            "INSERT INTO events (id, dedup_key, source, type, type_raw, event_time, time_source, \
-             received_at, raw) VALUES (41, x'01', 's', 'open', 'open', 0, 'payload', 0, '')",
-        )
-        .unwrap();
+        let mut conn = store_with_event(41);
         let mut f = Firsts::load(policy(20), &conn).unwrap();
         for i in 0..21 {
             group(
@@ -974,12 +989,7 @@ mod tests {
 
     #[test]
     fn idle_writes_every_first_held_in_chunks_and_moves_the_mark() {
-        let mut conn = store();
-        conn.execute_batch(
-            "INSERT INTO events (id, dedup_key, source, type, type_raw, event_time, time_source, \
-             received_at, raw) VALUES (7, x'01', 's', 'open', 'open', 0, 'payload', 0, '')",
-        )
-        .unwrap();
+        let mut conn = store_with_event(7);
         // A policy that would not flush for a long time.
         let mut f = Firsts::load(policy(1_000_000), &conn).unwrap();
         assert_eq!(f.write_idle(&mut conn).unwrap(), Idle::Done);
@@ -987,9 +997,7 @@ mod tests {
         // Several idle chunks' worth, enough to be sorted on a thread of
         // their own, in no order.
         let n = 4 * IDLE_CHUNK + 500;
-        let names: Vec<String> = (0..n as u32)
-            .map(|i| format!("r{}", i.wrapping_mul(2_654_435_761) % 1_000_000))
-            .collect();
+        let names = scattered_recipients(n as u32);
         let claims: Vec<(&str, &str, Kind, i64)> = names
             .iter()
             .map(|r| ("m", r.as_str(), Kind::Open, 1))
@@ -1042,9 +1050,7 @@ mod tests {
         let mut f = Firsts::load(policy(5000), &conn).unwrap();
         // 5,000 firsts in no order, in one group: enough to sort on a
         // thread of their own.
-        let names: Vec<String> = (0..5000u32)
-            .map(|i| format!("r{}", i.wrapping_mul(2_654_435_761) % 100_000))
-            .collect();
+        let names = scattered_recipients(5000);
         let claims: Vec<(&str, &str, Kind, i64)> = names
             .iter()
             .map(|r| ("m", r.as_str(), Kind::Open, 1))
