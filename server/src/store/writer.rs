@@ -54,7 +54,8 @@ const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 /// ~10 requests a second a request may arrive during a chunk and wait for
 /// it (a few milliseconds).
 const IDLE_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
-/// How often the queue is looked at meanwhile.
+/// How often the writer looks again while a flush's rows are still being
+/// sorted.
 const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 /// Mailings whose first opens/clicks one retention transaction looks at.
 /// Each look is two index seeks, so a step stays well under a millisecond
@@ -205,7 +206,13 @@ pub(crate) fn spawn(
         .spawn(move || {
             let loaded = DispatchMailings::load(&conn)
                 .and_then(|d| Ok((d, Firsts::load(tuning.firsts, &conn)?)));
-            let (dispatch_mailings, firsts) = match loaded {
+            let loaded = loaded.and_then(|l| {
+                let waits = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()?;
+                Ok((l, waits))
+            });
+            let ((dispatch_mailings, firsts), waits) = match loaded {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the store's state; store writer not started");
@@ -222,6 +229,7 @@ pub(crate) fn spawn(
                 firsts,
                 wal_restart,
                 syncer,
+                waits,
             }
             .run(rx)
         })?;
@@ -242,6 +250,10 @@ struct Writer {
     wal_restart: Arc<AtomicBool>,
     /// Set for `synchronous = "full"`: answers wait for its WAL fsync.
     syncer: Option<Syncer>,
+    /// Waits for the queue with a time limit (`next_command`), which the
+    /// queue's blocking receive does not offer: a runtime of this thread's
+    /// own, with a timer and nothing else.
+    waits: tokio::runtime::Runtime,
 }
 
 struct Pending {
@@ -397,9 +409,16 @@ impl Writer {
             if !self.firsts.holds_unwritten() {
                 return rx.blocking_recv();
             }
-            if idle_since.elapsed() < IDLE_AFTER {
-                std::thread::sleep(IDLE_POLL);
-                continue;
+            if let Some(left) = IDLE_AFTER.checked_sub(idle_since.elapsed()) {
+                // Asleep until a command comes or the time is up.
+                // (The timer is made inside the runtime, which owns it.)
+                let waited = self
+                    .waits
+                    .block_on(async { tokio::time::timeout(left, rx.recv()).await });
+                match waited {
+                    Ok(cmd) => return cmd,
+                    Err(_) => continue,
+                }
             }
             let gate = self.gate.clone();
             let written = {
