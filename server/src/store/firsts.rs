@@ -276,7 +276,9 @@ impl Flush {
     }
 
     /// Writes up to `n` more rows in `tx` (none while they are still being
-    /// sorted, unless `wait`). Returns whether every row is now written.
+    /// sorted, unless `wait`). Returns whether every row is now written;
+    /// the chunk that writes the last one also moves `firsts_written` on,
+    /// in the same transaction.
     fn write(&mut self, tx: &Transaction<'_>, n: usize, wait: bool) -> anyhow::Result<bool> {
         let from = self.writing;
         let Some(rows) = self.sorted(wait)? else {
@@ -287,6 +289,10 @@ impl Flush {
         let mut insert = tx.prepare_cached(INSERT)?;
         for (key, time) in rows.range(from..to) {
             insert_row(&mut insert, key, *time)?;
+        }
+        if done {
+            tx.prepare_cached(SET_WRITTEN)?
+                .execute([self.up_to_event])?;
         }
         self.writing = to;
         Ok(done)
@@ -534,10 +540,7 @@ impl Firsts {
         let Some(f) = &mut self.flushing else {
             return Ok(());
         };
-        let n = 2 * claimed + MIN_CHUNK;
-        if f.write(tx, n, false)? {
-            tx.prepare_cached(SET_WRITTEN)?.execute([f.up_to_event])?;
-        }
+        f.write(tx, 2 * claimed + MIN_CHUNK, false)?;
         Ok(())
     }
 
@@ -551,18 +554,24 @@ impl Firsts {
             self.since = self.now;
         }
         self.pending.append(&mut self.staged);
-        if let Some(f) = &mut self.flushing {
-            if f.committed(&mut self.held) {
-                self.written_up_to = f.up_to_event;
-                self.flushing = None;
-            }
-        }
+        self.flush_committed();
         if self.flushing.is_none()
             && (self.pending.len() >= self.policy.rows || self.since.elapsed() >= self.policy.every)
         {
             self.start_flush(conn)?;
         }
         Ok(())
+    }
+
+    /// The chunk of the flush under way committed: its rows leave memory,
+    /// and the last one ends the flush.
+    fn flush_committed(&mut self) {
+        if let Some(f) = &mut self.flushing {
+            if f.committed(&mut self.held) {
+                self.written_up_to = f.up_to_event;
+                self.flushing = None;
+            }
+        }
     }
 
     /// The group's transaction failed: nothing it claimed or wrote stays.
@@ -585,12 +594,6 @@ impl Firsts {
             up_to_event,
         });
         Ok(())
-    }
-
-    /// Whether firsts are held that are not in the table (some may still
-    /// be claimed by an open transaction).
-    pub(crate) fn holds_unwritten(&self) -> bool {
-        !self.held.is_empty()
     }
 
     /// While no request waits: writes the next [`IDLE_CHUNK`] firsts held,
@@ -616,9 +619,7 @@ impl Firsts {
         }
         let written = (|| {
             let tx = conn.transaction()?;
-            if f.write(&tx, IDLE_CHUNK, false)? {
-                tx.prepare_cached(SET_WRITTEN)?.execute([f.up_to_event])?;
-            }
+            f.write(&tx, IDLE_CHUNK, false)?;
             tx.commit()?;
             anyhow::Ok(())
         })();
@@ -626,10 +627,7 @@ impl Firsts {
             f.writing = 0;
             return Err(e);
         }
-        if f.committed(&mut self.held) {
-            self.written_up_to = f.up_to_event;
-            self.flushing = None;
-        }
+        self.flush_committed();
         Ok(if self.flushing.is_none() && self.pending.is_empty() {
             Idle::Done
         } else {
@@ -671,7 +669,6 @@ impl Firsts {
         let written = (|| {
             let tx = conn.transaction()?;
             flush.write(&tx, usize::MAX, true)?;
-            tx.prepare_cached(SET_WRITTEN)?.execute([up_to_event])?;
             tx.commit()?;
             anyhow::Ok(())
         })();
@@ -993,7 +990,7 @@ mod tests {
         // A policy that would not flush for a long time.
         let mut f = Firsts::load(policy(1_000_000), &conn).unwrap();
         assert_eq!(f.write_idle(&mut conn).unwrap(), Idle::Done);
-        assert!(!f.holds_unwritten());
+        assert_eq!(f.unwritten(), 0);
         // Several idle chunks' worth, enough to be sorted on a thread of
         // their own, in no order.
         let n = 4 * IDLE_CHUNK + 500;
@@ -1004,7 +1001,7 @@ mod tests {
             .collect();
         assert!(group(&mut conn, &mut f, &claims, true).iter().all(|&c| c));
         assert!(table(&conn).is_empty());
-        assert!(f.holds_unwritten());
+        assert_eq!(f.unwritten(), n);
         let mut steps = Vec::new();
         loop {
             let step = f.write_idle(&mut conn).unwrap();
@@ -1023,7 +1020,7 @@ mod tests {
             .chain([(Idle::Done, n, 0)])
             .collect();
         assert_eq!(steps, want);
-        assert!(!f.holds_unwritten());
+        assert_eq!(f.unwritten(), 0);
         assert_eq!(written_up_to(&conn).unwrap(), 7);
         assert_eq!(f.written_up_to, 7);
         let rows = table(&conn);

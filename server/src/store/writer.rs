@@ -406,7 +406,7 @@ impl Writer {
                 Err(mpsc::error::TryRecvError::Disconnected) => return None,
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            if !self.firsts.holds_unwritten() {
+            if self.firsts.unwritten() == 0 {
                 return rx.blocking_recv();
             }
             if let Some(left) = IDLE_AFTER.checked_sub(idle_since.elapsed()) {
