@@ -425,9 +425,7 @@ impl Writer {
                 let _held = gate.lock().unwrap_or_else(|p| p.into_inner());
                 self.firsts.write_idle(&mut self.conn)
             };
-            self.stats
-                .firsts_unwritten
-                .store(self.firsts.unwritten() as u64, Ordering::Relaxed);
+            self.publish_firsts_stats();
             match written {
                 Ok(Idle::More) => {}
                 Ok(Idle::Sorting) => std::thread::sleep(IDLE_POLL),
@@ -439,6 +437,19 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Shows the first opens/clicks held and the filters' state in
+    /// `/metrics`.
+    fn publish_firsts_stats(&self) {
+        let s = &self.stats;
+        s.firsts_unwritten
+            .store(self.firsts.unwritten() as u64, Ordering::Relaxed);
+        let (filter_bytes, table_lookups) = self.firsts.filter_stats();
+        s.firsts_filter_bytes
+            .store(filter_bytes as u64, Ordering::Relaxed);
+        s.firsts_table_lookups
+            .store(table_lookups, Ordering::Relaxed);
     }
 
     /// Commits the gathered group in one transaction. While the sync
@@ -520,14 +531,8 @@ impl Writer {
                     // again after the next commit.
                     tracing::warn!(error = %e, "could not start writing first opens/clicks");
                 }
+                self.publish_firsts_stats();
                 let s = &self.stats;
-                s.firsts_unwritten
-                    .store(self.firsts.unwritten() as u64, Ordering::Relaxed);
-                let (filter_bytes, table_lookups) = self.firsts.filter_stats();
-                s.firsts_filter_bytes
-                    .store(filter_bytes as u64, Ordering::Relaxed);
-                s.firsts_table_lookups
-                    .store(table_lookups, Ordering::Relaxed);
                 s.commits.fetch_add(1, Ordering::Relaxed);
                 s.commit_micros_total.fetch_add(micros, Ordering::Relaxed);
                 s.commit_seconds.observe(micros as f64 / 1e6);
