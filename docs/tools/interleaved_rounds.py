@@ -20,7 +20,11 @@ as medians:
   Ratios taken within a round cancel most of the machine's drift.
 
 A variant is NAME=BINDIR or NAME=BINDIR:KEY=VALUE,KEY=VALUE (environment
-for that server, e.g. a `MAILPULSE_*` setting, or TOKIO_WORKER_THREADS):
+for that server, e.g. a `MAILPULSE_*` setting, or TOKIO_WORKER_THREADS;
+CONNECTIONS=N runs that variant over N connections instead of
+--connections). --ceiling-connections may be given more than once: the
+one ceiling server then runs at each count in every round, and the
+ratios compare with the first count:
 
     cargo leptos build --release && cargo build --release -p mailpulse --bin mailpulse-bench
     python3 docs/tools/interleaved_rounds.py --rounds 9 \\
@@ -91,7 +95,8 @@ def variant(spec):
     name, rest = spec.split("=", 1)
     bindir, _, envs = rest.partition(":")
     env = dict(kv.split("=", 1) for kv in envs.split(",") if kv)
-    return name, bindir, env
+    connections = env.pop("CONNECTIONS", None)
+    return name, bindir, env, connections and int(connections)
 
 
 def main():
@@ -100,30 +105,33 @@ def main():
     ap.add_argument("--bench", default="target/release/mailpulse-bench")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--seconds", type=int, default=6)
-    ap.add_argument("--ceiling-connections", type=int, default=64)
+    ap.add_argument("--ceiling-connections", type=int, action="append")
     ap.add_argument("--connections", type=int, default=256)
     ap.add_argument("--batch", type=int, default=1, help="events per POST (1: single events)")
     args = ap.parse_args()
+    ceilings = args.ceiling_connections or [64]
 
     work = tempfile.mkdtemp(prefix="rounds-")
-    servers = [("ceiling", *toolkit.start([args.bench, "ceiling-server"], {}, f"{work}/ceiling.log"),
-                args.ceiling_connections)]
+    ceiling_p, ceiling_addr = toolkit.start([args.bench, "ceiling-server"], {}, f"{work}/ceiling.log")
+    servers = [("ceiling" if i == 0 else f"ceiling-{c}", ceiling_p, ceiling_addr, c)
+               for i, c in enumerate(ceilings)]
     try:
-        for i, (name, bindir, env) in enumerate(args.variant):
+        for i, (name, bindir, env, conns) in enumerate(args.variant):
             p, addr = toolkit.start([f"{bindir}/mailpulse", "serve"],
                                     {"MAILPULSE_ADDR": "127.0.0.1:0",
                                      "MAILPULSE_DATA_DIR": f"{work}/store-{i}", **env},
                                     f"{work}/variant-{i}.log")
-            servers.append((name, p, addr, args.connections))
+            servers.append((name, p, addr, conns or args.connections))
         time.sleep(1)
         for name, _, addr, conns in servers:  # warm-up, not counted
-            load(args.bench, addr, 2, conns, 1 if name == "ceiling" else args.batch)
+            load(args.bench, addr, 2, conns, 1 if name.startswith("ceiling") else args.batch)
         runs = {name: [] for name, *_ in servers}
         threads = {name: [] for name, *_ in servers}
         for r in range(args.rounds):
-            order = servers if r % 2 == 0 else servers[:1] + servers[1:][::-1]
+            k = len(ceilings)
+            order = servers if r % 2 == 0 else servers[:k] + servers[k:][::-1]
             for name, p, addr, conns in order:
-                batch = 1 if name == "ceiling" else args.batch
+                batch = 1 if name.startswith("ceiling") else args.batch
                 (u0, s0), i0, t0 = cpu(p.pid), idle(), time.time()
                 th0 = by_thread(p.pid, u0 + s0)
                 rps, failed, gen = load(args.bench, addr, args.seconds, conns, batch)
@@ -139,7 +147,7 @@ def main():
                       f"{run[1]:5.1f} + {run[2]:5.1f} µs (user + system), generator {run[3]:5.1f} µs, "
                       f"cores {100 * busy:3.0f} % busy", flush=True)
     finally:
-        for _, p, _, _ in servers:
+        for p in {id(p): p for _, p, _, _ in servers}.values():
             p.terminate()
             p.wait(60)
         shutil.rmtree(work, ignore_errors=True)
@@ -158,7 +166,7 @@ def main():
         print(f"{name:12} " + ", ".join(f"{k} {statistics.median(x[k] for x in xs):.2f}"
                                         for k in xs[0] if any(x[k] >= 0.005 for x in xs)))
     first = args.variant[0][0]
-    for name, _, _ in args.variant[1:]:
+    for name, *_ in args.variant[1:]:
         rate = [v[0] / b[0] for v, b in zip(runs[name], runs[first])]
         server = [(v[1] + v[2]) / (b[1] + b[2]) for v, b in zip(runs[name], runs[first])]
         print(f"{name} against {first}, per round: {unit} × {statistics.median(rate):.3f} "

@@ -132,6 +132,7 @@ impl StoreAlone {
             elapsed: Duration::ZERO,
             latency: latency_histogram(),
             timeline: Vec::new(),
+            started_at: chrono::Utc::now(),
         };
         while let Some(done) = senders.join_next().await {
             let (ok, failed, latency) = done?;
