@@ -4,7 +4,7 @@
 
 use crate::fsyncs::{self, Fsyncs};
 use crate::loadgen::{self, BodyFn, Load, Outcome};
-use crate::proc::{own_cpu_seconds, Server};
+use crate::proc::{own_cpu_seconds, LogLine, Server};
 use crate::report::{ms, rates, Section};
 use crate::wrk;
 use crate::Opts;
@@ -168,38 +168,100 @@ async fn half_peak(
     rate: f64,
     body: impl Fn(&'static str) -> BodyFn,
     (warm_id, id): (&'static str, &'static str),
-) -> anyhow::Result<(Measured, Fsyncs)> {
+) -> anyhow::Result<(Measured, Seen)> {
     tokio::time::sleep(SETTLE).await;
     let warm = WARM_OPEN.as_secs_f64();
     loadgen::run(load(server, conns, warm, Some(rate), body(warm_id))).await?;
     measure_open(server, load(server, conns, secs, Some(rate), body(id))).await
 }
 
-/// [`measure`] for an open-loop run, with the WAL fsyncs it saw.
-async fn measure_open(server: &Server, load: Load) -> anyhow::Result<(Measured, Fsyncs)> {
+/// What an open-loop run saw besides its latencies: the WAL fsyncs, and
+/// the store's log lines of the run's time.
+struct Seen {
+    syncs: Fsyncs,
+    log: Vec<LogLine>,
+}
+
+/// [`measure`] for an open-loop run, with what the store did meanwhile.
+async fn measure_open(server: &Server, load: Load) -> anyhow::Result<(Measured, Seen)> {
     let before = Fsyncs::read(server.addr).await?;
     let m = measure(server, load).await?;
+    // Read after the fsyncs' request: by then the run's last log lines
+    // have come through the pipe.
     let syncs = Fsyncs::read(server.addr).await?.since(&before);
-    Ok((m, syncs))
+    let log = server.store_log(m.out.started_at, m.out.elapsed);
+    Ok((m, Seen { syncs, log }))
+}
+
+/// What the store logged over a run, with its debug log on (each commit,
+/// WAL fsync, checkpoint with its database sync, and WAL restart over
+/// 10 ms, and each start of a flush of first opens/clicks): how many of
+/// each and the slowest. The commits' times leave out their wait for the
+/// sync thread.
+fn describe_store_log(lines: &[LogLine]) -> String {
+    const KINDS: [(&str, &str); 4] = [
+        ("store commit", "commits"),
+        ("WAL fsync", "WAL fsyncs"),
+        (
+            "checkpoint and database sync",
+            "checkpoints with their database sync",
+        ),
+        ("WAL restart", "WAL restarts"),
+    ];
+    let ms_of = |line: &str| -> Option<u64> {
+        let rest = line.split(" ms=").nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut parts = Vec::new();
+    for (needle, name) in KINDS {
+        let times: Vec<u64> = lines
+            .iter()
+            .filter(|(_, l)| l.contains(needle))
+            .filter_map(|(_, l)| ms_of(l))
+            .filter(|&ms| ms > 10 || needle == "WAL restart")
+            .collect();
+        if let Some(slowest) = times.iter().max() {
+            parts.push(format!("{} {name} (the slowest {slowest} ms)", times.len()));
+        }
+    }
+    let flushes = lines
+        .iter()
+        .filter(|(_, l)| l.contains("writing first opens/clicks held"))
+        .count();
+    if flushes > 0 {
+        parts.push(format!("{flushes} flushes of first opens/clicks begun"));
+    }
+    if parts.is_empty() {
+        "The store logged no commit, fsync or checkpoint over 10 ms".into()
+    } else {
+        format!(
+            "The store's log over the run (over 10 ms): {}",
+            parts.join(", ")
+        )
+    }
 }
 
 /// What the disk did to the half-peak runs' tails: each run's WAL fsyncs
 /// and how many requests the slow ones alone kept over [`HALF_PEAK_P99`].
 /// Each entry: the run's name, its rate (requests/s), its measurements
 /// and its fsyncs.
-fn tail_note(runs: &[(&str, f64, &Measured, &Fsyncs)]) -> String {
+fn tail_note(runs: &[(&str, f64, &Measured, &Seen)]) -> String {
     let mut note = String::from(
         "The half-peak tails and the disk: a request is answered after the WAL fsync that \
          makes its group durable, and a group that forms while an fsync runs waits for it, \
          so a stalled fsync holds every request that arrives meanwhile. WAL fsyncs during \
          each half-peak run (mailpulse's `store_wal_sync_seconds`):\n",
     );
-    for (name, rate, m, syncs) in runs {
+    for (name, rate, m, seen) in runs {
         note.push_str(&format!(
-            "\n- **{name}** (p99 {}): {}. {}.",
+            "\n- **{name}** (p99 {}): {}. {}. {}.",
             ms(m.out.p(0.99)),
-            fsyncs::describe(syncs, *rate, m.out.ok, HALF_PEAK_P99),
-            describe_stretches(&m.out, HALF_PEAK_P99)
+            fsyncs::describe(&seen.syncs, *rate, m.out.ok, HALF_PEAK_P99),
+            describe_stretches(&m.out, HALF_PEAK_P99),
+            describe_store_log(&seen.log),
         ));
     }
     note
@@ -503,7 +565,10 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("MAILPULSE_"))
         .collect();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // The store's debug log: each commit, fsync and checkpoint over 10 ms,
+    // which the half-peak notes match against their runs.
+    env.push(("RUST_LOG", "warn,mailpulse=info,mailpulse::store=debug"));
     let server = Server::mailpulse(&opts.mailpulse, dir.path(), &env)?;
     server.wait_ready().await?;
     loadgen::run(load(&ceiling, SINGLE_CONNS[0], warm, None, single("w"))).await?;
@@ -566,7 +631,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     // checkpoints catch up with the minutes of overload before (as they do
     // between peaks in production) instead of measuring the recovery.
     let half_one_rate = one_peak / 2.0;
-    let (half_one, half_one_syncs) = half_peak(
+    let (half_one, half_one_seen) = half_peak(
         &server,
         one_conns,
         secs,
@@ -577,7 +642,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
     .await?;
     let half_hundred_rate = hundred_peak / 2.0;
     let hundreds_of = |id| batch(id, 100);
-    let (half_hundred, half_hundred_syncs) = half_peak(
+    let (half_hundred, half_hundred_seen) = half_peak(
         &server,
         hundred_conns,
         secs,
@@ -586,7 +651,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         ("h100w", "h100"),
     )
     .await?;
-    let (sustained, sustained_syncs) = half_peak(
+    let (sustained, sustained_seen) = half_peak(
         &server,
         hundred_conns,
         SUSTAINED.as_secs_f64(),
@@ -742,18 +807,18 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
         s.note(wrk_note(wrk_runs));
     }
     s.note(tail_note(&[
-        ("single events", half_one_rate, &half_one, &half_one_syncs),
+        ("single events", half_one_rate, &half_one, &half_one_seen),
         (
             "batches, 6 s",
             half_hundred_rate,
             &half_hundred,
-            &half_hundred_syncs,
+            &half_hundred_seen,
         ),
         (
             "batches, 30 s",
             half_hundred_rate,
             &sustained,
-            &sustained_syncs,
+            &sustained_seen,
         ),
     ]));
     let events =
@@ -774,6 +839,41 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Section> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn logged(lines: &[&str]) -> Vec<LogLine> {
+        lines
+            .iter()
+            .map(|l| (l.split(' ').next().unwrap().parse().unwrap(), l.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_runs_store_log_is_counted_by_kind_with_the_slowest() {
+        let lines = logged(&[
+            "2026-12-07T22:32:17.832349Z DEBUG mailpulse::store::writer: store commit over 10 ms ms=42 requests=500 waited_ms=0",
+            "2026-12-07T22:32:17.900203Z DEBUG mailpulse::store::writer: store commit over 10 ms ms=12 requests=282 waited_ms=3",
+            "2026-12-07T22:32:18.019579Z DEBUG mailpulse::store::firsts: writing first opens/clicks held rows=63000",
+            "2026-12-07T22:32:18.500000Z  WARN mailpulse::store::writer: slow store commit ms=225 requests=22",
+            "2026-12-07T22:32:19.506558Z  WARN mailpulse::store::sync: slow store WAL fsync ms=105",
+            "2026-12-07T22:32:19.507911Z DEBUG mailpulse::store: store checkpoint and database sync over 10 ms ms=105 frames=329",
+            "2026-12-07T22:32:20.674023Z DEBUG mailpulse::store::writer: store WAL restarted ms=5",
+        ]);
+        assert_eq!(
+            describe_store_log(&lines),
+            "The store's log over the run (over 10 ms): 3 commits (the slowest 225 ms), \
+             1 WAL fsyncs (the slowest 105 ms), 1 checkpoints with their database sync \
+             (the slowest 105 ms), 1 WAL restarts (the slowest 5 ms), 1 flushes of first \
+             opens/clicks begun"
+        );
+        assert_eq!(
+            describe_store_log(&lines[2..3]),
+            "The store's log over the run (over 10 ms): 1 flushes of first opens/clicks begun"
+        );
+        assert_eq!(
+            describe_store_log(&[]),
+            "The store logged no commit, fsync or checkpoint over 10 ms"
+        );
+    }
 
     #[test]
     fn connection_counts_read_as_a_list() {

@@ -7,12 +7,23 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The store's log lines (debug and up, when the server was started
+    /// with `mailpulse::store=debug`), each with its time: the slow
+    /// commits, fsyncs and checkpoints that a latency tail is made of.
+    store_log: Arc<Mutex<Vec<LogLine>>>,
 }
+
+/// One line of the server's log and the time it starts with.
+pub type LogLine = (chrono::DateTime<chrono::Utc>, String);
+
+/// The server's log level unless its command sets `RUST_LOG` itself.
+const RUST_LOG: &str = "warn,mailpulse=info";
 
 /// A process's resident memory, in bytes.
 #[derive(Clone, Copy, Debug)]
@@ -36,19 +47,34 @@ impl Memory {
 impl Server {
     /// Starts `cmd` (which must log `listening addr=<addr>`) and waits for it.
     pub fn start(mut cmd: Command) -> anyhow::Result<Server> {
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", RUST_LOG);
+        }
         let mut child = cmd
-            .env("RUST_LOG", "warn,mailpulse=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
+        let store_log = Arc::new(Mutex::new(Vec::new()));
+        let kept = store_log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 // The server's warnings (slow commits, refused requests)
                 // explain outliers in the tables: keep them visible.
                 if line.contains(" WARN ") || line.contains(" ERROR ") {
                     eprintln!("server: {line}");
+                }
+                if line.contains(" mailpulse::store") {
+                    if let Some(at) = line
+                        .split_whitespace()
+                        .next()
+                        .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                    {
+                        kept.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((at, line.clone()));
+                    }
                 }
                 if let Some(rest) = line.split("listening addr=").nth(1) {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
@@ -59,7 +85,23 @@ impl Server {
             .recv_timeout(Duration::from_secs(600))
             .map_err(|_| anyhow::anyhow!("server did not report its address"))?
             .parse()?;
-        Ok(Server { child, addr })
+        Ok(Server {
+            child,
+            addr,
+            store_log,
+        })
+    }
+
+    /// The store's log lines from `from` for `length`.
+    pub fn store_log(&self, from: chrono::DateTime<chrono::Utc>, length: Duration) -> Vec<LogLine> {
+        let to = from + length;
+        self.store_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(at, _)| *at >= from && *at <= to)
+            .cloned()
+            .collect()
     }
 
     /// The release mailpulse on a fresh data dir.
