@@ -127,8 +127,8 @@ def main():
             load(args.bench, addr, 2, conns, 1 if name.startswith("ceiling") else args.batch)
         runs = {name: [] for name, *_ in servers}
         threads = {name: [] for name, *_ in servers}
+        k = len(ceilings)
         for r in range(args.rounds):
-            k = len(ceilings)
             order = servers if r % 2 == 0 else servers[:k] + servers[k:][::-1]
             for name, p, addr, conns in order:
                 batch = 1 if name.startswith("ceiling") else args.batch

@@ -23,7 +23,7 @@ pub struct Server {
 pub type LogLine = (chrono::DateTime<chrono::Utc>, String);
 
 /// The server's log level unless its command sets `RUST_LOG` itself.
-const RUST_LOG: &str = "warn,mailpulse=info";
+pub const RUST_LOG: &str = "warn,mailpulse=info";
 
 /// A process's resident memory, in bytes.
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +65,9 @@ impl Server {
                 if line.contains(" WARN ") || line.contains(" ERROR ") {
                     eprintln!("server: {line}");
                 }
+                if let Some(rest) = line.split("listening addr=").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
                 if line.contains(" mailpulse::store") {
                     if let Some(at) = line
                         .split_whitespace()
@@ -73,11 +76,8 @@ impl Server {
                     {
                         kept.lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .push((at, line.clone()));
+                            .push((at, line));
                     }
-                }
-                if let Some(rest) = line.split("listening addr=").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
                 }
             }
         });
